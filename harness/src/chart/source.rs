@@ -1,0 +1,317 @@
+//! Opens a chart (directory or .tgz) for rendering without network access: a chart whose
+//! declared dependencies are missing from `charts/` is copied to a temporary directory and
+//! given empty stand-ins, so the user's chart directory is never modified.
+
+use crate::cleanup::TempDir;
+use crate::error::InputError;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// The `kind` a stand-in dependency renders, so we can tell which dependencies were enabled.
+pub const STUB_MARKER_KIND: &str = "KedaConformanceOfflineStub";
+const STUB_VERSION: &str = "0.0.0-keda-conformance-offline";
+
+/// A chart ready for `helm template`.
+#[derive(Debug)]
+pub struct PreparedChart {
+    /// The directory Helm renders (the user's, or a temporary copy).
+    pub dir: PathBuf,
+    /// What the user named.
+    pub origin: PathBuf,
+    /// Chart name from Chart.yaml.
+    pub name: String,
+    /// Chart version from Chart.yaml.
+    pub version: String,
+    /// The chart's own values.yaml (with subcharts' defaults under their names).
+    pub default_values: Value,
+    /// values.schema.json, when the chart has one.
+    pub schema: Option<Value>,
+    /// Dependencies that were absent and replaced by empty stand-ins.
+    pub stubbed_dependencies: Vec<String>,
+    _temp: Option<TempDir>,
+}
+
+fn not_a_chart(path: &Path, why: impl Into<String>) -> InputError {
+    InputError::in_file(
+        path,
+        None,
+        None,
+        why,
+        "pass --chart a chart directory (with Chart.yaml) or a packaged chart (.tgz)",
+    )
+}
+
+/// Opens the chart at `path`; `version`, when given, must match (or selects `<name>-<version>.tgz`
+/// from a directory of packaged charts).
+///
+/// # Errors
+/// An [`InputError`] when the path is missing, not a chart, a corrupt archive, or the
+/// version does not match.
+pub fn prepare(path: &Path, version: Option<&str>) -> Result<PreparedChart, InputError> {
+    if !path.exists() {
+        return Err(not_a_chart(path, "chart path does not exist"));
+    }
+    let mut temp: Option<TempDir> = None;
+    let chart_dir: PathBuf = if path.is_dir() && path.join("Chart.yaml").is_file() {
+        path.to_path_buf()
+    } else if path.is_dir() {
+        let Some(v) = version else {
+            return Err(not_a_chart(path, "directory has no Chart.yaml"));
+        };
+        let found = std::fs::read_dir(path)
+            .map_err(|e| not_a_chart(path, format!("cannot read directory: {e}")))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                p.file_name()
+                    .map(|n| n.to_string_lossy().ends_with(&format!("-{v}.tgz")))
+                    .unwrap_or(false)
+            })
+            .ok_or_else(|| {
+                InputError::in_flag(
+                    "--version",
+                    format!("no packaged chart ending in -{v}.tgz in {}", path.display()),
+                    "pass a version that is present, or point --chart at the chart itself",
+                )
+            })?;
+        let t = extract(&found)?;
+        let dir = single_chart_dir(t.path(), &found)?;
+        temp = Some(t);
+        dir
+    } else {
+        let t = extract(path)?;
+        let dir = single_chart_dir(t.path(), path)?;
+        temp = Some(t);
+        dir
+    };
+    let chart_yaml_path = chart_dir.join("Chart.yaml");
+    let chart_yaml = read_yaml(&chart_yaml_path)?;
+    let name = chart_yaml["name"].as_str().unwrap_or_default().to_string();
+    let chart_version = chart_yaml["version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if name.is_empty() {
+        return Err(InputError::in_file(
+            &chart_yaml_path,
+            None,
+            None,
+            "Chart.yaml has no name",
+            "add `name: <chart>` to Chart.yaml",
+        ));
+    }
+    if let Some(v) = version {
+        if v != chart_version {
+            return Err(InputError::in_flag(
+                "--version",
+                format!("{} is {name} {chart_version}, not {v}", path.display()),
+                format!("pass --version {chart_version} or the chart of version {v}"),
+            ));
+        }
+    }
+    let mut default_values = read_optional_yaml(&chart_dir.join("values.yaml"))?;
+    let schema = match std::fs::read_to_string(chart_dir.join("values.schema.json")) {
+        Ok(text) => serde_json::from_str(&text).ok(),
+        Err(_) => None,
+    };
+
+    let deps: Vec<(String, Option<String>)> = chart_yaml["dependencies"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| {
+                    let n = d["name"].as_str()?.to_string();
+                    Some((n, d["alias"].as_str().map(str::to_string)))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let missing: Vec<String> = deps
+        .iter()
+        .filter(|(n, _)| !dependency_present(&chart_dir, n))
+        .map(|(n, _)| n.clone())
+        .collect();
+    // Subchart defaults count as keys the chart reads (under the alias or name).
+    for (n, alias) in &deps {
+        let key = alias.clone().unwrap_or_else(|| n.clone());
+        if let Value::Object(map) = &mut default_values {
+            let sub = chart_dir.join("charts").join(n).join("values.yaml");
+            let sub_values = read_optional_yaml(&sub).unwrap_or(Value::Null);
+            let entry = map.entry(key).or_insert(Value::Object(Default::default()));
+            if let (Value::Object(e), Value::Object(s)) = (entry, sub_values) {
+                for (k, v) in s {
+                    e.entry(k).or_insert(v);
+                }
+            }
+        }
+    }
+
+    let dir = if missing.is_empty() {
+        chart_dir
+    } else {
+        let t = match temp.take() {
+            Some(t) => t,
+            None => {
+                let t = TempDir::new("keda-conformance-chart-").map_err(|e| {
+                    not_a_chart(path, format!("cannot create a temporary copy: {e}"))
+                })?;
+                copy_dir(&chart_dir, &t.path().join(&name))
+                    .map_err(|e| not_a_chart(path, format!("cannot copy the chart: {e}")))?;
+                t
+            }
+        };
+        let dir = if chart_dir.starts_with(t.path()) {
+            chart_dir
+        } else {
+            t.path().join(&name)
+        };
+        write_stubs(&dir, &chart_yaml, &missing)
+            .map_err(|e| not_a_chart(path, format!("cannot write offline stand-ins: {e}")))?;
+        temp = Some(t);
+        dir
+    };
+    Ok(PreparedChart {
+        dir,
+        origin: path.to_path_buf(),
+        name,
+        version: chart_version,
+        default_values,
+        schema,
+        stubbed_dependencies: missing,
+        _temp: temp,
+    })
+}
+
+fn dependency_present(chart_dir: &Path, name: &str) -> bool {
+    let charts = chart_dir.join("charts");
+    if charts.join(name).join("Chart.yaml").is_file() {
+        return true;
+    }
+    std::fs::read_dir(&charts)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()).any(|e| {
+                let f = e.file_name().to_string_lossy().to_string();
+                f.starts_with(&format!("{name}-")) && f.ends_with(".tgz")
+            })
+        })
+        .unwrap_or(false)
+}
+
+fn write_stubs(dir: &Path, chart_yaml: &Value, missing: &[String]) -> std::io::Result<()> {
+    let mut chart_yaml = chart_yaml.clone();
+    if let Some(deps) = chart_yaml["dependencies"].as_array_mut() {
+        for d in deps {
+            if d["name"].as_str().map(|n| missing.iter().any(|m| m == n)) == Some(true) {
+                d["version"] = Value::String(STUB_VERSION.into());
+            }
+        }
+    }
+    let text = serde_yaml_ng::to_string(&chart_yaml).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("Chart.yaml"), text)?;
+    for name in missing {
+        let stub = dir.join("charts").join(name);
+        std::fs::create_dir_all(stub.join("templates"))?;
+        std::fs::write(
+            stub.join("Chart.yaml"),
+            format!("apiVersion: v2\nname: {name}\nversion: {STUB_VERSION}\ndescription: offline stand-in written by keda-conformance\n"),
+        )?;
+        std::fs::write(
+            stub.join("templates").join("marker.yaml"),
+            format!("apiVersion: keda-conformance.local/v1\nkind: {STUB_MARKER_KIND}\nmetadata:\n  name: {name}\n"),
+        )?;
+    }
+    Ok(())
+}
+
+fn extract(archive: &Path) -> Result<TempDir, InputError> {
+    let t = TempDir::new("keda-conformance-chart-")
+        .map_err(|e| not_a_chart(archive, format!("cannot create a temporary directory: {e}")))?;
+    let file = std::fs::File::open(archive)
+        .map_err(|e| not_a_chart(archive, format!("cannot open: {e}")))?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    tar.unpack(t.path()).map_err(|e| {
+        not_a_chart(
+            archive,
+            format!("not a readable packaged chart (gzip-compressed tar): {e}"),
+        )
+    })?;
+    Ok(t)
+}
+
+fn single_chart_dir(root: &Path, archive: &Path) -> Result<PathBuf, InputError> {
+    std::fs::read_dir(root)
+        .ok()
+        .and_then(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .find(|p| p.join("Chart.yaml").is_file())
+        })
+        .ok_or_else(|| {
+            not_a_chart(
+                archive,
+                "archive holds no chart (no <name>/Chart.yaml inside)",
+            )
+        })
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == ".git" {
+            continue;
+        }
+        let ty = entry.file_type()?;
+        if ty.is_dir() {
+            copy_dir(&entry.path(), &to.join(&name))?;
+        } else if ty.is_file() {
+            std::fs::copy(entry.path(), to.join(&name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads a YAML file into JSON values; syntax errors carry the file, line and column.
+///
+/// # Errors
+/// An [`InputError`] when the file is missing or not valid YAML.
+pub fn read_yaml(path: &Path) -> Result<Value, InputError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        InputError::in_file(
+            path,
+            None,
+            None,
+            format!("cannot read: {e}"),
+            "check the path",
+        )
+    })?;
+    parse_yaml(path, &text)
+}
+
+/// Parses YAML text into JSON values; syntax errors carry the file, line and column.
+///
+/// # Errors
+/// An [`InputError`] when the text is not valid YAML.
+pub fn parse_yaml(path: &Path, text: &str) -> Result<Value, InputError> {
+    if text.trim().is_empty() {
+        return Ok(Value::Object(Default::default()));
+    }
+    serde_yaml_ng::from_str::<Value>(text).map_err(|e| {
+        let loc = e.location();
+        InputError::in_file(
+            path,
+            loc.as_ref().map(|l| l.line()),
+            loc.as_ref().map(|l| l.column()),
+            format!("invalid YAML: {e}"),
+            "fix the YAML syntax at that line (indentation, a missing ':' or an unclosed quote)",
+        )
+    })
+}
+
+fn read_optional_yaml(path: &Path) -> Result<Value, InputError> {
+    if path.is_file() {
+        read_yaml(path)
+    } else {
+        Ok(Value::Object(Default::default()))
+    }
+}

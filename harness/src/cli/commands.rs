@@ -1,0 +1,220 @@
+//! One function per command: turn arguments into library calls and reports into exit codes.
+
+use super::{ListArgs, RenderArgs, RunArgs};
+use crate::chart::helm::{Helm, HelmMajor};
+use crate::checks::{ExpectedHeader, Status};
+use crate::error::{exit_code, InputError};
+use crate::render::{self, RenderOptions};
+use crate::report::{self, Format};
+use crate::{engine, scenario, toolchain};
+use std::path::{Path, PathBuf};
+
+fn write_out(text: &str, out: Option<&Path>) -> Result<(), InputError> {
+    match out {
+        Some(p) => std::fs::write(p, text).map_err(|e| {
+            InputError::in_flag(
+                "--out",
+                format!("cannot write {}: {e}", p.display()),
+                "pass a writable path",
+            )
+        }),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+pub(super) fn render(a: RenderArgs) -> Result<i32, InputError> {
+    let expected_headers = a
+        .expect_header
+        .iter()
+        .map(|h| ExpectedHeader::parse(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    for f in &a.values {
+        if !f.is_file() {
+            return Err(InputError::in_file(
+                f,
+                None,
+                None,
+                "values file does not exist",
+                "pass an existing file to -f/--values",
+            ));
+        }
+    }
+    let opts = RenderOptions {
+        chart: a.chart,
+        version: a.version,
+        values_files: a.values,
+        sets: a.set,
+        release: a.release,
+        namespace: a.namespace,
+        expected_headers,
+        expect_scaled_object: false,
+        helm: a.helm,
+    };
+    let report = render::render(&opts)?;
+    let text = match a.format {
+        Format::Text => report::render_text(&report, a.verbose),
+        Format::Json => report::render_json(&report),
+        Format::Junit => report::render_junit(&report),
+    };
+    write_out(&text, a.out.as_deref())?;
+    Ok(if report.status() == Status::Fail {
+        exit_code::FAILED
+    } else {
+        exit_code::PASS
+    })
+}
+
+/// The suites directory: `$KEDA_CONFORMANCE_SUITES`, `./suites`, or the checkout's.
+fn suites_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("KEDA_CONFORMANCE_SUITES") {
+        return PathBuf::from(d);
+    }
+    let local = PathBuf::from("suites");
+    if local.is_dir() {
+        return local;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites")
+}
+
+pub(super) fn run(a: RunArgs) -> Result<i32, InputError> {
+    let suite = a.suite.unwrap_or_else(|| suites_dir().join("default"));
+    let mut scenarios = scenario::load_suite(&suite)?;
+    if let Some(f) = &a.filter {
+        scenarios.retain(|s| s.name.contains(f.as_str()));
+        if scenarios.is_empty() {
+            return Err(InputError::in_flag(
+                format!("--filter {f}"),
+                "no scenario name contains it",
+                "run `keda-conformance list` to see the names",
+            ));
+        }
+    }
+    let results = engine::run(&scenarios, a.helm)?;
+    let text = match a.format {
+        Format::Text => report::run_text(&results, a.verbose),
+        Format::Json => report::run_json(&results),
+        Format::Junit => report::run_junit(&results),
+    };
+    print!("{text}");
+    if let Some(j) = &a.junit {
+        std::fs::write(j, report::run_junit(&results)).map_err(|e| {
+            InputError::in_flag(
+                "--junit",
+                format!("cannot write {}: {e}", j.display()),
+                "pass a writable path",
+            )
+        })?;
+    }
+    Ok(if results.iter().all(|r| r.passed) {
+        exit_code::PASS
+    } else {
+        exit_code::FAILED
+    })
+}
+
+pub(super) fn list(a: ListArgs) -> Result<i32, InputError> {
+    let suites: Vec<PathBuf> = match a.suite {
+        Some(s) => vec![s],
+        None => {
+            let dir = suites_dir();
+            let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(|e| {
+                    InputError::in_flag(
+                        "--suite",
+                        format!("cannot read {}: {e}", dir.display()),
+                        "pass --suite",
+                    )
+                })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect();
+            v.sort();
+            v
+        }
+    };
+    for s in suites {
+        println!("suite {}", s.display());
+        for sc in scenario::load_suite(&s)? {
+            let helms: Vec<String> = sc.helm.iter().map(|h| h.0.number().to_string()).collect();
+            println!(
+                "  {:<44} helm {:<5} {}",
+                sc.name,
+                helms.join(","),
+                sc.description
+            );
+        }
+    }
+    Ok(exit_code::PASS)
+}
+
+pub(super) fn doctor() -> Result<i32, InputError> {
+    let mut missing = 0;
+    println!("cache: {}", toolchain::cache_root().display());
+    for major in [HelmMajor::V3, HelmMajor::V4] {
+        match Helm::locate(major).and_then(|h| {
+            h.version().map_err(|e| {
+                InputError::in_environment(
+                    major.label(),
+                    e.to_string(),
+                    "rebuild it with scripts/build-component.sh",
+                )
+            })
+        }) {
+            Ok(v) => println!("  ok       {} -> {v}", major.label()),
+            Err(e) => {
+                missing += 1;
+                println!(
+                    "  missing  {}: {}\n           fix: {}",
+                    major.label(),
+                    e.problem,
+                    e.fix
+                );
+            }
+        }
+    }
+    match toolchain::keda_crd_dir() {
+        Ok(d) => println!(
+            "  ok       KEDA {} CRDs -> {}",
+            toolchain::KEDA_VERSION,
+            d.display()
+        ),
+        Err(e) => {
+            missing += 1;
+            println!(
+                "  missing  KEDA {} CRDs: {}\n           fix: {}",
+                toolchain::KEDA_VERSION,
+                e.problem,
+                e.fix
+            );
+        }
+    }
+    for tool in ["go", "cargo-nextest"] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+            .unwrap_or(false)
+            || toolchain::cache_root().join("bin").join(tool).is_file();
+        if found {
+            println!("  ok       {tool}");
+        } else {
+            missing += 1;
+            println!("  missing  {tool}\n           fix: run scripts/setup.sh");
+        }
+    }
+    if missing == 0 {
+        println!("everything the render tier needs is present");
+        Ok(exit_code::PASS)
+    } else {
+        println!("{missing} missing; `scripts/setup.sh` provides all of them");
+        Ok(exit_code::BAD_INPUT)
+    }
+}
+
+pub(super) fn bench_render(runs: u32, helm: HelmMajor) -> Result<i32, InputError> {
+    let fixtures = suites_dir().join("default");
+    let rows = crate::bench::render(&fixtures, runs, helm)?;
+    println!("{}", crate::bench::format_render(&rows, helm));
+    Ok(exit_code::PASS)
+}

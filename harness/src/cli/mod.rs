@@ -1,0 +1,155 @@
+//! Command-line interface: argument parsing and dispatch; exit codes 0 pass, 1 failed, 2 bad input.
+
+mod commands;
+
+use crate::chart::helm::HelmMajor;
+use crate::error::exit_code;
+use crate::report::Format;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Conformance harness for Helm charts that autoscale with KEDA.
+///
+/// Exit codes: 0 every check passed; 1 a check or scenario failed (evidence printed);
+/// 2 bad input or environment (the message names the file, line or flag and the fix).
+#[derive(Debug, Parser)]
+#[command(name = "keda-conformance", version, about, long_about = None)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render a chart with real Helm and check the KEDA objects it produces.
+    Render(RenderArgs),
+    /// Run scenarios from a suite (default: suites/default).
+    Run(RunArgs),
+    /// List suites and their scenarios.
+    List(ListArgs),
+    /// Show what is installed or cached, what is missing and the command that provides it.
+    Doctor,
+    /// Print performance figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// Arguments of `render`.
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// Chart directory, packaged chart (.tgz), or a directory of packaged charts with --version.
+    #[arg(long)]
+    pub chart: PathBuf,
+    /// Chart version (must match the chart; selects <name>-<version>.tgz in a directory).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Values file (repeatable, later files win).
+    #[arg(short = 'f', long = "values")]
+    pub values: Vec<PathBuf>,
+    /// Set a value, as `helm --set` (repeatable).
+    #[arg(long = "set")]
+    pub set: Vec<String>,
+    /// Release name.
+    #[arg(long, default_value = "tempo")]
+    pub release: String,
+    /// Namespace.
+    #[arg(long, default_value = "tempo")]
+    pub namespace: String,
+    /// A header every prometheus trigger must send, as Name=Value (repeatable).
+    #[arg(long = "expect-header")]
+    pub expect_header: Vec<String>,
+    /// Helm major version: 3 or 4.
+    #[arg(long, default_value = "3", value_parser = parse_helm)]
+    pub helm: HelmMajor,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Write the report to this file instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Show passing findings too.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// A scenario file or a directory of them.
+    #[arg(long)]
+    pub suite: Option<PathBuf>,
+    /// Run only scenarios whose name contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Also write a JUnit report here.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Only this Helm major (default: what each scenario names).
+    #[arg(long, value_parser = parse_helm)]
+    pub helm: Option<HelmMajor>,
+    /// Output format on standard output.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Show passing findings too.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// Arguments of `list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// A scenario file or a directory of them (default: every suite under suites/).
+    #[arg(long)]
+    pub suite: Option<PathBuf>,
+}
+
+/// `bench` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Our render (Helm plus checks) against a bare `helm template` of each fixture chart.
+    Render {
+        /// Repetitions per chart.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+        /// Helm major version.
+        #[arg(long, default_value = "3", value_parser = parse_helm)]
+        helm: HelmMajor,
+    },
+}
+
+fn parse_helm(s: &str) -> Result<HelmMajor, String> {
+    HelmMajor::parse(s).ok_or_else(|| format!("{s:?} is not a Helm major version; use 3 or 4"))
+}
+
+/// Parses the process arguments, runs the command, and returns the exit code.
+pub fn main() -> i32 {
+    crate::cleanup::install_interrupt_handler();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    exit_code::PASS
+                }
+                _ => exit_code::BAD_INPUT,
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Render(a) => commands::render(a),
+        Command::Run(a) => commands::run(a),
+        Command::List(a) => commands::list(a),
+        Command::Doctor => commands::doctor(),
+        Command::Bench(BenchCommand::Render { runs, helm }) => commands::bench_render(runs, helm),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit_code::BAD_INPUT
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! keda-conformance: says, with evidence, whether a Helm chart's KEDA autoscaling works.
+//!
+//! Data flows one way: [`scenario`] (the format) -> [`chart`] (Helm, offline charts, values)
+//! -> [`keda`] (what KEDA parses and sends) -> [`checks`] (render checks with stable ids) ->
+//! [`render`] and [`engine`] (run them) -> [`report`] (text, JSON, JUnit). [`cli`] only parses
+//! arguments and dispatches.
+
+pub mod bench;
+pub mod chart;
+pub mod checks;
+pub mod cleanup;
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod keda;
+pub mod redact;
+pub mod render;
+pub mod report;
+pub mod scenario;
+pub mod toolchain;

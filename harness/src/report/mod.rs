@@ -1,0 +1,312 @@
+//! Reports for people and machines: coloured text, JSON (schema `keda-conformance/v1`) and
+//! JUnit XML. Every output passes through the [`Redactor`] so secrets never leave the process.
+
+use crate::checks::{Finding, Status, CATALOG};
+use crate::engine::ScenarioResult;
+use crate::redact::Redactor;
+use crate::render::RenderReport;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable text (coloured on a terminal).
+    Text,
+    /// JSON, schema `keda-conformance/v1`.
+    Json,
+    /// JUnit XML.
+    Junit,
+}
+
+/// A redactor that knows every secret in a render report.
+pub fn redactor_for(reports: &[&RenderReport]) -> Redactor {
+    let mut r = Redactor::default();
+    for rep in reports {
+        if let Ok(ms) = crate::keda::manifest::split(&rep.rendered) {
+            r.add_manifests(&ms);
+        }
+        for req in &rep.verdict.requests {
+            for (n, v) in &req.request.headers {
+                r.add_header(n, v);
+            }
+        }
+    }
+    r
+}
+
+struct Paint {
+    color: bool,
+}
+
+impl Paint {
+    fn status(&self, s: Status) -> String {
+        let (label, code) = match s {
+            Status::Pass => ("PASS", "32"),
+            Status::Info => ("INFO", "36"),
+            Status::Warn => ("WARN", "33"),
+            Status::Fail => ("FAIL", "31;1"),
+        };
+        if self.color {
+            format!("\x1b[{code}m{label}\x1b[0m")
+        } else {
+            label.to_string()
+        }
+    }
+}
+
+fn use_color() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+}
+
+fn write_findings(out: &mut String, findings: &[Finding], paint: &Paint, verbose: bool) {
+    for f in findings {
+        if f.status == Status::Pass && !verbose {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  {} {:<28} {}: {}",
+            paint.status(f.status),
+            f.check,
+            f.subject,
+            f.message
+        );
+        for e in &f.evidence {
+            for line in e.lines() {
+                let _ = writeln!(out, "        {line}");
+            }
+        }
+    }
+}
+
+fn write_render(out: &mut String, r: &RenderReport, paint: &Paint, verbose: bool) {
+    let _ = writeln!(
+        out,
+        "chart {} · {} · release {} in {}",
+        r.chart, r.helm, r.release, r.namespace
+    );
+    write_findings(out, &r.verdict.findings, paint, verbose);
+    if !r.verdict.requests.is_empty() {
+        let _ = writeln!(out, "  requests KEDA v2.20 will send:");
+        for req in &r.verdict.requests {
+            let _ = writeln!(
+                out,
+                "    {}: {} {}",
+                req.subject, req.request.method, req.request.url
+            );
+            for (n, v) in &req.request.headers {
+                let _ = writeln!(out, "      {n}: {v}");
+            }
+            let _ = writeln!(
+                out,
+                "      threshold {} ({:?}), activationThreshold {}, ignoreNullValues {}",
+                req.config.threshold,
+                req.config.metric_type,
+                req.config.activation_threshold,
+                req.config.ignore_null_values
+            );
+        }
+    }
+    let count = |s: Status| r.verdict.findings.iter().filter(|f| f.status == s).count();
+    let _ = writeln!(
+        out,
+        "  {} findings: {} pass, {} fail, {} warn, {} info",
+        r.verdict.findings.len(),
+        count(Status::Pass),
+        count(Status::Fail),
+        count(Status::Warn),
+        count(Status::Info)
+    );
+}
+
+/// The text report of one render.
+pub fn render_text(r: &RenderReport, verbose: bool) -> String {
+    let paint = Paint { color: use_color() };
+    let mut out = String::new();
+    write_render(&mut out, r, &paint, verbose);
+    let _ = writeln!(
+        out,
+        "verdict: {}",
+        if r.status() == Status::Fail {
+            paint.status(Status::Fail)
+        } else {
+            paint.status(Status::Pass)
+        }
+    );
+    redactor_for(&[r]).apply(&out)
+}
+
+#[derive(Serialize)]
+struct JsonRender<'a> {
+    schema: &'static str,
+    status: Status,
+    #[serde(flatten)]
+    report: &'a RenderReport,
+}
+
+/// The JSON report of one render.
+pub fn render_json(r: &RenderReport) -> String {
+    let doc = JsonRender {
+        schema: "keda-conformance/render/v1",
+        status: if r.status() == Status::Fail {
+            Status::Fail
+        } else {
+            Status::Pass
+        },
+        report: r,
+    };
+    let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    redactor_for(&[r]).apply(&text)
+}
+
+/// The JUnit report of one render: one test case per check.
+pub fn render_junit(r: &RenderReport) -> String {
+    let mut suite = quick_junit::TestSuite::new(format!("render {} {}", r.chart, r.helm));
+    for check in CATALOG {
+        let findings: Vec<&Finding> = r
+            .verdict
+            .findings
+            .iter()
+            .filter(|f| f.check == check.id)
+            .collect();
+        if findings.is_empty() {
+            continue;
+        }
+        let failed: Vec<&&Finding> = findings
+            .iter()
+            .filter(|f| f.status == Status::Fail)
+            .collect();
+        let mut case = if failed.is_empty() {
+            quick_junit::TestCase::new(
+                format!("{}: {}", check.id, check.rule),
+                quick_junit::TestCaseStatus::success(),
+            )
+        } else {
+            let mut st =
+                quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Failure);
+            st.set_message(
+                failed
+                    .iter()
+                    .map(|f| format!("{}: {}", f.subject, f.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
+            st.set_description(
+                failed
+                    .iter()
+                    .flat_map(|f| f.evidence.clone())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+            quick_junit::TestCase::new(format!("{}: {}", check.id, check.rule), st)
+        };
+        case.set_classname(format!("keda-conformance.render.{}", check.id));
+        suite.add_test_case(case);
+    }
+    let mut report = quick_junit::Report::new("keda-conformance");
+    report.add_test_suite(suite);
+    let text = report.to_string().unwrap_or_default();
+    redactor_for(&[r]).apply(&text)
+}
+
+fn run_redactor(results: &[ScenarioResult]) -> Redactor {
+    let reports: Vec<&RenderReport> = results.iter().filter_map(|r| r.render.as_ref()).collect();
+    redactor_for(&reports)
+}
+
+/// The text report of a scenario run.
+pub fn run_text(results: &[ScenarioResult], verbose: bool) -> String {
+    let paint = Paint { color: use_color() };
+    let mut out = String::new();
+    for r in results {
+        let status = if r.passed { Status::Pass } else { Status::Fail };
+        let _ = writeln!(
+            out,
+            "{} {} ({:.1}s)",
+            paint.status(status),
+            r.name,
+            r.elapsed.as_secs_f64()
+        );
+        for reason in &r.reasons {
+            let _ = writeln!(out, "  - {reason}");
+        }
+        if let Some(rep) = &r.render {
+            if !r.passed || verbose {
+                let mut inner = String::new();
+                write_render(&mut inner, rep, &paint, verbose);
+                for line in inner.lines() {
+                    let _ = writeln!(out, "  {line}");
+                }
+            }
+        }
+    }
+    let passed = results.iter().filter(|r| r.passed).count();
+    let _ = writeln!(out, "{} passed, {} failed", passed, results.len() - passed);
+    run_redactor(results).apply(&out)
+}
+
+/// The JSON report of a scenario run.
+pub fn run_json(results: &[ScenarioResult]) -> String {
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        schema: &'static str,
+        passed: usize,
+        failed: usize,
+        scenarios: &'a [ScenarioResult],
+    }
+    let passed = results.iter().filter(|r| r.passed).count();
+    let text = serde_json::to_string_pretty(&Doc {
+        schema: "keda-conformance/run/v1",
+        passed,
+        failed: results.len() - passed,
+        scenarios: results,
+    })
+    .unwrap_or_default();
+    run_redactor(results).apply(&text)
+}
+
+/// The JUnit report of a scenario run: one test case per scenario and Helm major.
+pub fn run_junit(results: &[ScenarioResult]) -> String {
+    let mut suite = quick_junit::TestSuite::new("keda-conformance run");
+    for r in results {
+        let mut case = if r.passed {
+            quick_junit::TestCase::new(r.name.clone(), quick_junit::TestCaseStatus::success())
+        } else {
+            let mut st =
+                quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Failure);
+            st.set_message(r.reasons.join("; "));
+            if let Some(rep) = &r.render {
+                st.set_description(
+                    rep.verdict
+                        .findings
+                        .iter()
+                        .filter(|f| f.status == Status::Fail)
+                        .map(|f| {
+                            format!(
+                                "{} {}: {} {}",
+                                f.check,
+                                f.subject,
+                                f.message,
+                                f.evidence.join(" | ")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                );
+            }
+            quick_junit::TestCase::new(r.name.clone(), st)
+        };
+        case.set_classname("keda-conformance.scenario");
+        case.set_time(r.elapsed);
+        if !r.description.is_empty() {
+            case.set_system_out(r.description.clone());
+        }
+        suite.add_test_case(case);
+    }
+    let mut report = quick_junit::Report::new("keda-conformance");
+    report.add_test_suite(suite);
+    let text = report.to_string().unwrap_or_default();
+    run_redactor(results).apply(&text)
+}

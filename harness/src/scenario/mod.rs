@@ -1,0 +1,308 @@
+//! The scenario format: one YAML file per scenario, a list of typed steps, parsed strictly
+//! (unknown keys, unknown steps and wrong types are errors with file, line and column).
+
+use crate::chart::helm::HelmMajor;
+use crate::error::InputError;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Unique name within a suite (letters, digits, '-', '_', '.').
+    pub name: String,
+    /// What it proves, in a sentence.
+    #[serde(default)]
+    pub description: String,
+    /// Chart directory or .tgz, relative to the scenario file.
+    pub chart: PathBuf,
+    /// Required chart version.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Values files, relative to the scenario file.
+    #[serde(default)]
+    pub values: Vec<PathBuf>,
+    /// `--set` expressions.
+    #[serde(default)]
+    pub set: Vec<String>,
+    /// Helm major versions to run with (default: both).
+    #[serde(default = "both_helms")]
+    pub helm: Vec<Helm>,
+    /// Release name.
+    #[serde(default = "default_release")]
+    pub release: String,
+    /// Namespace.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// The file it came from (set by the loader).
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+/// A Helm major version as written in a scenario (`3` or `4`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Helm(pub HelmMajor);
+
+impl<'de> Deserialize<'de> for Helm {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_yaml_ng::Value::deserialize(d)?;
+        let s = match &v {
+            serde_yaml_ng::Value::Number(n) => n.to_string(),
+            serde_yaml_ng::Value::String(s) => s.clone(),
+            _ => String::new(),
+        };
+        HelmMajor::parse(&s)
+            .map(Helm)
+            .ok_or_else(|| serde::de::Error::custom(format!("helm must be 3 or 4, got {s:?}")))
+    }
+}
+
+fn both_helms() -> Vec<Helm> {
+    vec![Helm(HelmMajor::V3), Helm(HelmMajor::V4)]
+}
+fn default_release() -> String {
+    "tempo".into()
+}
+fn default_namespace() -> String {
+    "tempo".into()
+}
+
+/// A step of a scenario. Live steps are added to this list as the harness grows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// Render the chart and run the render checks.
+    Render(RenderStep),
+}
+
+/// Expectations of a render step.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenderStep {
+    /// Headers every prometheus trigger must send, name to exact value.
+    #[serde(default)]
+    pub expect_headers: BTreeMap<String, String>,
+    /// The workload the ScaledObject must target.
+    #[serde(default)]
+    pub target: Option<Target>,
+    /// The replica bounds the ScaledObject must render.
+    #[serde(default)]
+    pub replicas: Option<Replicas>,
+    /// Check ids that must fail (a defective chart); empty means every check must pass.
+    #[serde(default)]
+    pub failing_checks: Vec<String>,
+}
+
+/// An expected scale target.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Deployment or StatefulSet.
+    pub kind: String,
+    /// Workload name.
+    pub name: String,
+}
+
+/// Expected replica bounds.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Replicas {
+    /// minReplicaCount.
+    pub min: i64,
+    /// maxReplicaCount.
+    pub max: i64,
+}
+
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| l.trim_start().starts_with(needle))
+        .map(|i| i + 1)
+}
+
+impl Scenario {
+    /// Parses one scenario file and checks what the schema cannot.
+    ///
+    /// # Errors
+    /// An [`InputError`] with file, line and column for syntax, unknown keys or steps, wrong
+    /// types, and impossible expectations.
+    pub fn load(path: &Path) -> Result<Self, InputError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            InputError::in_file(
+                path,
+                None,
+                None,
+                format!("cannot read scenario: {e}"),
+                "check the --suite path",
+            )
+        })?;
+        let mut s: Scenario = serde_yaml_ng::from_str(&text).map_err(|e| {
+            let loc = e.location();
+            InputError::in_file(
+                path,
+                loc.as_ref().map(|l| l.line()),
+                loc.as_ref().map(|l| l.column()),
+                format!("invalid scenario: {e}"),
+                "see suites/README.md for the scenario format (keys: name, description, chart, version, values, set, helm, release, namespace, steps; steps: render)",
+            )
+        })?;
+        s.file = path.to_path_buf();
+        let bad = |needle: &str, problem: String, fix: &str| {
+            InputError::in_file(path, line_of(&text, needle), None, problem, fix)
+        };
+        if s.name.is_empty()
+            || !s
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(bad(
+                "name:",
+                format!(
+                    "scenario name {:?} must be non-empty letters, digits, '-', '_' or '.'",
+                    s.name
+                ),
+                "rename it, e.g. name: compactor-sends-tenant-header",
+            ));
+        }
+        if s.steps.is_empty() {
+            return Err(bad(
+                "steps:",
+                "a scenario needs at least one step".into(),
+                "add a step such as `- render: {}`",
+            ));
+        }
+        if s.helm.is_empty() {
+            return Err(bad(
+                "helm:",
+                "helm lists no versions".into(),
+                "write helm: [3, 4] or remove the key",
+            ));
+        }
+        for step in &s.steps {
+            let Step::Render(r) = step;
+            if let Some(rep) = r.replicas {
+                if rep.min > rep.max || rep.min < 0 {
+                    return Err(bad(
+                        "replicas:",
+                        format!(
+                            "impossible expectation: replicas min {} > max {} (or negative)",
+                            rep.min, rep.max
+                        ),
+                        "make min <= max",
+                    ));
+                }
+            }
+            if let Some(t) = &r.target {
+                if !["Deployment", "StatefulSet"].contains(&t.kind.as_str()) {
+                    return Err(bad(
+                        "kind:",
+                        format!("target kind {:?} is not Deployment or StatefulSet", t.kind),
+                        "use kind: Deployment or kind: StatefulSet",
+                    ));
+                }
+            }
+            for id in &r.failing_checks {
+                if crate::checks::check(id).is_none() {
+                    let ids: Vec<&str> = crate::checks::CATALOG.iter().map(|c| c.id).collect();
+                    return Err(bad(
+                        &format!("- {id}"),
+                        format!("unknown check id {id:?} in failing_checks"),
+                        &format!("use one of: {}", ids.join(", ")),
+                    ));
+                }
+            }
+            for (name, _) in &r.expect_headers {
+                if !crate::keda::goparse::is_token(name) {
+                    return Err(bad(
+                        name,
+                        format!("{name:?} is not a valid HTTP header name"),
+                        "use letters, digits and '-' only, e.g. X-Scope-OrgID",
+                    ));
+                }
+            }
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        s.chart = base.join(&s.chart);
+        s.values = s.values.iter().map(|v| base.join(v)).collect();
+        for v in &s.values {
+            if !v.is_file() {
+                return Err(bad(
+                    "values:",
+                    format!("values file {} does not exist", v.display()),
+                    "fix the path (relative to the scenario file)",
+                ));
+            }
+        }
+        if !s.chart.exists() {
+            return Err(bad(
+                "chart:",
+                format!("chart {} does not exist", s.chart.display()),
+                "fix the path (relative to the scenario file)",
+            ));
+        }
+        Ok(s)
+    }
+}
+
+/// Loads a suite: one scenario file, or every `*.yaml` in a directory (sorted), with unique names.
+///
+/// # Errors
+/// The first [`InputError`] of any file, or a duplicate name naming both files.
+pub fn load_suite(path: &Path) -> Result<Vec<Scenario>, InputError> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut f: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| {
+                InputError::in_file(
+                    path,
+                    None,
+                    None,
+                    format!("cannot read suite: {e}"),
+                    "check the --suite path",
+                )
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect();
+        f.sort();
+        f
+    } else if path.is_file() {
+        vec![path.to_path_buf()]
+    } else {
+        return Err(InputError::in_flag(
+            "--suite",
+            format!("{} does not exist", path.display()),
+            "pass a scenario file or a directory of them (default: suites/default)",
+        ));
+    };
+    if files.is_empty() {
+        return Err(InputError::in_flag(
+            "--suite",
+            format!("{} holds no .yaml scenarios", path.display()),
+            "point --suite at a directory with scenario files",
+        ));
+    }
+    let mut out: Vec<Scenario> = Vec::new();
+    for f in files {
+        let s = Scenario::load(&f)?;
+        if let Some(prev) = out.iter().find(|p| p.name == s.name) {
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            return Err(InputError::in_file(
+                &f,
+                line_of(&text, "name:"),
+                None,
+                format!(
+                    "duplicate scenario name {:?} (also in {})",
+                    s.name,
+                    prev.file.display()
+                ),
+                "give each scenario a unique name",
+            ));
+        }
+        out.push(s);
+    }
+    Ok(out)
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs or builds everything keda-conformance needs, into ~/.cache/keda-conformance/
+# (override with KEDA_CONFORMANCE_CACHE), keyed by version; a warm cache does nothing.
+#   scripts/setup.sh           render tier: Helm 3 and 4, KEDA CRDs, cargo-nextest
+# Exit codes: 0 ready, 2 something could not be installed (the message says what).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cache_root=${KEDA_CONFORMANCE_CACHE:-$HOME/.cache/keda-conformance}
+mkdir -p "$cache_root/bin"
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || { echo "setup: $1 is required but not on PATH ($2)" >&2; exit 2; }
+}
+need go "install Go 1.24 or newer"
+need cargo "install Rust with rustup"
+
+# Helm 3 and Helm 4 from their Go modules (in parallel: they are independent).
+"$here/build-component.sh" helm3 >/dev/null &
+h3=$!
+"$here/build-component.sh" helm4 >/dev/null &
+h4=$!
+wait $h3 || { echo "setup: building helm3 failed" >&2; exit 2; }
+wait $h4 || { echo "setup: building helm4 failed" >&2; exit 2; }
+
+# KEDA's CRDs from the pinned KEDA Go module (only that module's zip is fetched).
+keda_version=v2.20.2
+crds="$cache_root/keda-crds-$keda_version"
+if [ ! -f "$crds/keda.sh_scaledobjects.yaml" ]; then
+  echo "setup: fetching KEDA $keda_version CRDs from the Go module proxy" >&2
+  dir=$(cd "$here/go/helm3" && GOFLAGS=-mod=mod go mod download -json "github.com/kedacore/keda/v2@$keda_version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$dir/config/crd/bases" ] || { echo "setup: KEDA module has no config/crd/bases at $dir" >&2; exit 2; }
+  mkdir -p "$crds.tmp"
+  cp "$dir"/config/crd/bases/*.yaml "$crds.tmp/"
+  chmod -R u+w "$crds.tmp"
+  rm -rf "$crds"; mv "$crds.tmp" "$crds"
+fi
+
+# cargo-nextest, built from crates.io at a pinned version.
+nextest_version=0.9.128
+nextest_root="$cache_root/cargo-nextest-$nextest_version"
+if [ ! -x "$nextest_root/bin/cargo-nextest" ]; then
+  echo "setup: building cargo-nextest $nextest_version (a few minutes, once)" >&2
+  cargo install --quiet --locked --root "$nextest_root.tmp" --version "$nextest_version" cargo-nextest >&2
+  rm -rf "$nextest_root"; mv "$nextest_root.tmp" "$nextest_root"
+fi
+ln -sf "$nextest_root/bin/cargo-nextest" "$cache_root/bin/cargo-nextest"
+echo "setup: ready (cache: $cache_root)" >&2

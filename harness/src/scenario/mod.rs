@@ -36,7 +36,8 @@ pub struct Scenario {
     /// Namespace.
     #[serde(default = "default_namespace")]
     pub namespace: String,
-    /// The steps, in order.
+    /// The steps, in order; each is a one-key map such as `- render: {...}`.
+    #[serde(with = "serde_yaml_ng::with::singleton_map_recursive")]
     pub steps: Vec<Step>,
     /// The file it came from (set by the loader).
     #[serde(skip)]

@@ -118,9 +118,11 @@ pub struct Replicas {
     pub max: i64,
 }
 
+/// The 1-based line where `needle` first starts a line, or else first appears.
 fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines()
         .position(|l| l.trim_start().starts_with(needle))
+        .or_else(|| text.lines().position(|l| l.contains(needle)))
         .map(|i| i + 1)
 }
 

@@ -2,6 +2,7 @@
 # Installs or builds everything keda-conformance needs, into ~/.cache/keda-conformance/
 # (override with KEDA_CONFORMANCE_CACHE), keyed by version; a warm cache does nothing.
 #   scripts/setup.sh           render tier: Helm 3 and 4, KEDA CRDs, cargo-nextest
+#   scripts/setup.sh --stack   also the `local` provider's stack (scripts/setup-stack.sh)
 # Exit codes: 0 ready, 2 something could not be installed (the message says what).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -44,4 +45,7 @@ if [ ! -x "$nextest_root/bin/cargo-nextest" ]; then
   rm -rf "$nextest_root"; mv "$nextest_root.tmp" "$nextest_root"
 fi
 ln -sf "$nextest_root/bin/cargo-nextest" "$cache_root/bin/cargo-nextest"
+if [ "${1:-}" = "--stack" ]; then
+  "$here/setup-stack.sh"
+fi
 echo "setup: ready (cache: $cache_root)" >&2

@@ -24,6 +24,22 @@ pub const HELM4: Component = Component {
     env: include_str!("../../scripts/go/helm4/component.env"),
 };
 
+/// etcd, built from go.etcd.io/etcd/server/v3 (the `local` provider's datastore).
+pub const ETCD: Component = Component {
+    name: "etcd",
+    env: include_str!("../../scripts/go/etcd/component.env"),
+};
+/// kube-apiserver, kube-controller-manager and kube-scheduler, built from k8s.io/kubernetes.
+pub const KUBERNETES: Component = Component {
+    name: "kubernetes",
+    env: include_str!("../../scripts/go/kubernetes/component.env"),
+};
+/// The kwok controller (fake nodes and pods), built from sigs.k8s.io/kwok.
+pub const KWOK: Component = Component {
+    name: "kwok",
+    env: include_str!("../../scripts/go/kwok/component.env"),
+};
+
 /// The KEDA release whose CRDs and semantics the render tier reproduces.
 pub const KEDA_VERSION: &str = "v2.20.2";
 

@@ -17,9 +17,14 @@ struct Case {
 #[test]
 fn every_bad_input_exits_2_with_a_message_naming_the_place_and_the_fix() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let text = std::fs::read_to_string(root.join("fixtures/bad-input/cases.yaml")).expect("catalog readable");
+    let text = std::fs::read_to_string(root.join("fixtures/bad-input/cases.yaml"))
+        .expect("catalog readable");
     let cases: Vec<Case> = serde_yaml_ng::from_str(&text).expect("catalog parses");
-    assert!(cases.len() >= 25, "the catalog must hold at least 25 cases, has {}", cases.len());
+    assert!(
+        cases.len() >= 25,
+        "the catalog must hold at least 25 cases, has {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for c in &cases {
         let out = Command::new(env!("CARGO_BIN_EXE_keda-conformance"))
@@ -28,12 +33,29 @@ fn every_bad_input_exits_2_with_a_message_naming_the_place_and_the_fix() {
             .current_dir(&root)
             .output()
             .expect("harness runs");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        let missing: Vec<&String> = c.expect.iter().filter(|e| !text.contains(e.as_str())).collect();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let missing: Vec<&String> = c
+            .expect
+            .iter()
+            .filter(|e| !text.contains(e.as_str()))
+            .collect();
         let code = out.status.code();
         if code != Some(2) || !missing.is_empty() || text.contains("panicked") {
-            failures.push(format!("{}: exit {code:?}, missing {missing:?}\n{text}", c.name));
+            failures.push(format!(
+                "{}: exit {code:?}, missing {missing:?}\n{text}",
+                c.name
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

@@ -4,10 +4,14 @@ use keda_conformance::keda::prometheus::{parse, MetricType};
 use std::collections::BTreeMap;
 
 fn meta(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    let mut m: BTreeMap<String, String> = [("serverAddress", "http://mimir/prometheus"), ("query", "sum(x)"), ("threshold", "250")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let mut m: BTreeMap<String, String> = [
+        ("serverAddress", "http://mimir/prometheus"),
+        ("query", "sum(x)"),
+        ("threshold", "250"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     for (k, v) in pairs {
         if v.is_empty() {
             m.remove(*k);
@@ -18,8 +22,11 @@ fn meta(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     m
 }
 
+/// Metadata keys to set (an empty value removes the key).
+type Overrides = &'static [(&'static str, &'static str)];
+
 /// (case, metadata overrides, metricType, expected error substring or None for success)
-const CASES: &[(&str, &[(&str, &str)], &str, Option<&str>)] = &[
+const CASES: &[(&str, Overrides, &str, Option<&str>)] = &[
     ("minimal", &[], "", None),
     ("header", &[("customHeaders", "X-Scope-OrgID=tenant-a")], "", None),
     ("two headers with spaces", &[("customHeaders", " X-Scope-OrgID = a , X-Team=b ")], "", None),
@@ -66,20 +73,45 @@ fn parser_matches_keda_v2_20_table() {
 
 #[test]
 fn header_names_are_canonicalised_and_trimmed_like_go() {
-    let c = parse(&meta(&[("customHeaders", " x-scope-orgid = tenant-a , X-TEAM=b")]), "").expect("parses");
+    let c = parse(
+        &meta(&[("customHeaders", " x-scope-orgid = tenant-a , X-TEAM=b")]),
+        "",
+    )
+    .expect("parses");
     let headers: Vec<(String, String)> = c.request().headers;
-    assert_eq!(headers, vec![("X-Scope-Orgid".to_string(), "tenant-a".to_string()), ("X-Team".to_string(), "b".to_string())]);
+    assert_eq!(
+        headers,
+        vec![
+            ("X-Scope-Orgid".to_string(), "tenant-a".to_string()),
+            ("X-Team".to_string(), "b".to_string())
+        ]
+    );
 }
 
 #[test]
 fn duplicate_header_keys_last_wins() {
-    let c = parse(&meta(&[("customHeaders", "X-Scope-OrgID=a,X-Scope-OrgID=b")]), "").expect("parses");
-    assert_eq!(c.custom_headers.get("X-Scope-Orgid").map(String::as_str), Some("b"));
+    let c = parse(
+        &meta(&[("customHeaders", "X-Scope-OrgID=a,X-Scope-OrgID=b")]),
+        "",
+    )
+    .expect("parses");
+    assert_eq!(
+        c.custom_headers.get("X-Scope-Orgid").map(String::as_str),
+        Some("b")
+    );
 }
 
 #[test]
 fn request_url_escapes_query_and_appends_parameters() {
-    let c = parse(&meta(&[("query", "sum(x{a=\"b c\"})"), ("namespace", "tempo"), ("queryParameters", "stats=all")]), "").expect("parses");
+    let c = parse(
+        &meta(&[
+            ("query", "sum(x{a=\"b c\"})"),
+            ("namespace", "tempo"),
+            ("queryParameters", "stats=all"),
+        ]),
+        "",
+    )
+    .expect("parses");
     assert_eq!(c.request().url, "http://mimir/prometheus/api/v1/query?query=sum%28x%7Ba%3D%22b+c%22%7D%29&time=<now>&namespace=tempo&stats=all");
 }
 
@@ -102,5 +134,10 @@ fn timeout_number_is_milliseconds() {
 fn invalid_header_name_fails_at_send_time() {
     let c = parse(&meta(&[("customHeaders", "\"X-Scope-OrgID=a\"")]), "").expect("parses");
     let r = c.request();
-    assert!(r.transport_errors.iter().any(|e| e.contains("invalid header field name")), "{r:?}");
+    assert!(
+        r.transport_errors
+            .iter()
+            .any(|e| e.contains("invalid header field name")),
+        "{r:?}"
+    );
 }

@@ -9,24 +9,55 @@ fn root() -> PathBuf {
 }
 
 fn harness(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_keda-conformance")).args(args).current_dir(root()).env("NO_COLOR", "1").output().expect("harness runs")
+    Command::new(env!("CARGO_BIN_EXE_keda-conformance"))
+        .args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("harness runs")
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
 fn good_charts_pass_with_exit_0_on_both_helm_majors() {
     for helm in ["3", "4"] {
         for (chart, values, kind) in [
-            ("fixtures/charts/compactor-1x", "fixtures/values/compactor-tenant-a.yaml", "Deployment/tempo-tempo-compactor"),
-            ("fixtures/charts/backend-worker-3x", "fixtures/values/backend-worker-tenant-a.yaml", "StatefulSet/tempo-tempo-backend-worker"),
+            (
+                "fixtures/charts/compactor-1x",
+                "fixtures/values/compactor-tenant-a.yaml",
+                "Deployment/tempo-tempo-compactor",
+            ),
+            (
+                "fixtures/charts/backend-worker-3x",
+                "fixtures/values/backend-worker-tenant-a.yaml",
+                "StatefulSet/tempo-tempo-backend-worker",
+            ),
         ] {
-            let o = harness(&["render", "--helm", helm, "--chart", chart, "-f", values, "--expect-header", "X-Scope-OrgID=tenant-a", "-v"]);
+            let o = harness(&[
+                "render",
+                "--helm",
+                helm,
+                "--chart",
+                chart,
+                "-f",
+                values,
+                "--expect-header",
+                "X-Scope-OrgID=tenant-a",
+                "-v",
+            ]);
             let t = text(&o);
             assert_eq!(o.status.code(), Some(0), "helm {helm} {chart}:\n{t}");
-            assert!(t.contains(&format!("scaleTargetRef resolves to {kind}")), "{t}");
+            assert!(
+                t.contains(&format!("scaleTargetRef resolves to {kind}")),
+                "{t}"
+            );
             assert!(t.contains("X-Scope-Orgid: tenant-a"), "{t}");
             assert!(t.contains(&format!("helm {helm} (v{helm}.")), "{t}");
         }
@@ -35,39 +66,89 @@ fn good_charts_pass_with_exit_0_on_both_helm_majors() {
 
 #[test]
 fn a_dropped_header_fails_with_exit_1_and_names_the_values_key() {
-    let o = harness(&["render", "--chart", "fixtures/charts/defects/compactor-drops-custom-headers", "-f", "fixtures/values/compactor-tenant-a.yaml", "--expect-header", "X-Scope-OrgID=tenant-a"]);
+    let o = harness(&[
+        "render",
+        "--chart",
+        "fixtures/charts/defects/compactor-drops-custom-headers",
+        "-f",
+        "fixtures/values/compactor-tenant-a.yaml",
+        "--expect-header",
+        "X-Scope-OrgID=tenant-a",
+    ]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
-    assert!(t.contains("the rendered trigger has no customHeaders"), "{t}");
-    assert!(t.contains("values compactor.autoscaling.keda.triggers[0].metadata.customHeaders"), "{t}");
-    assert!(t.contains("spec.triggers[0].metadata.customHeaders was dropped by the chart"), "{t}");
+    assert!(
+        t.contains("the rendered trigger has no customHeaders"),
+        "{t}"
+    );
+    assert!(
+        t.contains("values compactor.autoscaling.keda.triggers[0].metadata.customHeaders"),
+        "{t}"
+    );
+    assert!(
+        t.contains("spec.triggers[0].metadata.customHeaders was dropped by the chart"),
+        "{t}"
+    );
 }
 
 #[test]
 fn a_template_error_is_a_failed_check_with_helms_message() {
-    let o = harness(&["render", "--chart", "fixtures/charts/backend-worker-3x", "--set", "backendWorker.autoscaling.enabled=true"]);
+    let o = harness(&[
+        "render",
+        "--chart",
+        "fixtures/charts/backend-worker-3x",
+        "--set",
+        "backendWorker.autoscaling.enabled=true",
+    ]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("FAIL chart.renders"), "{t}");
     assert!(t.contains("ingest.kafka.address is required"), "{t}");
-    assert!(t.contains("--set backendWorker.autoscaling.enabled=true"), "{t}");
+    assert!(
+        t.contains("--set backendWorker.autoscaling.enabled=true"),
+        "{t}"
+    );
 }
 
 #[test]
 fn json_report_follows_the_documented_schema() {
-    let o = harness(&["render", "--chart", "fixtures/charts/compactor-1x", "-f", "fixtures/values/compactor-tenant-a.yaml", "--format", "json"]);
+    let o = harness(&[
+        "render",
+        "--chart",
+        "fixtures/charts/compactor-1x",
+        "-f",
+        "fixtures/values/compactor-tenant-a.yaml",
+        "--format",
+        "json",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
     assert_eq!(v["schema"], "keda-conformance/render/v1");
     assert_eq!(v["status"], "pass");
-    assert!(v["findings"].as_array().map(|a| a.iter().all(|f| f["check"].is_string() && f["status"].is_string() && f["evidence"].is_array())).unwrap_or(false));
-    assert_eq!(v["requests"][0]["request"]["headers"][0][0], "X-Scope-Orgid");
+    assert!(v["findings"]
+        .as_array()
+        .map(|a| a
+            .iter()
+            .all(|f| f["check"].is_string() && f["status"].is_string() && f["evidence"].is_array()))
+        .unwrap_or(false));
+    assert_eq!(
+        v["requests"][0]["request"]["headers"][0][0],
+        "X-Scope-Orgid"
+    );
     assert_eq!(v["requests"][0]["config"]["threshold"], 250.0);
 }
 
 #[test]
 fn junit_report_has_one_failing_case_per_failed_check() {
-    let o = harness(&["render", "--chart", "fixtures/charts/defects/compactor-wrong-target-name", "-f", "fixtures/values/compactor-tenant-a.yaml", "--format", "junit"]);
+    let o = harness(&[
+        "render",
+        "--chart",
+        "fixtures/charts/defects/compactor-wrong-target-name",
+        "-f",
+        "fixtures/values/compactor-tenant-a.yaml",
+        "--format",
+        "junit",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let xml = String::from_utf8_lossy(&o.stdout);
     assert!(xml.contains("<testsuites"), "{xml}");
@@ -79,13 +160,33 @@ fn junit_report_has_one_failing_case_per_failed_check() {
 fn secrets_in_headers_never_appear_in_any_output_format() {
     let secret = "kc-test-secret-0f9e8d7c";
     for format in ["text", "json", "junit"] {
-        let o = harness(&["render", "--chart", "fixtures/charts/compactor-1x", "-f", "fixtures/values/compactor-with-secret-header.yaml", "--expect-header", "X-Scope-OrgID=tenant-a", "--format", format, "-v"]);
+        let o = harness(&[
+            "render",
+            "--chart",
+            "fixtures/charts/compactor-1x",
+            "-f",
+            "fixtures/values/compactor-with-secret-header.yaml",
+            "--expect-header",
+            "X-Scope-OrgID=tenant-a",
+            "--format",
+            format,
+            "-v",
+        ]);
         let t = text(&o);
-        assert!(!t.contains(secret), "{format} output leaks the secret:\n{t}");
+        assert!(
+            !t.contains(secret),
+            "{format} output leaks the secret:\n{t}"
+        );
         if format != "junit" {
             // JUnit carries evidence only for failures; text and JSON show the request.
-            assert!(t.contains("<redacted>"), "{format} output shows no redaction:\n{t}");
-            assert!(t.contains("tenant-a"), "{format}: the tenant is not a secret and must stay visible:\n{t}");
+            assert!(
+                t.contains("<redacted>"),
+                "{format} output shows no redaction:\n{t}"
+            );
+            assert!(
+                t.contains("tenant-a"),
+                "{format}: the tenant is not a secret and must stay visible:\n{t}"
+            );
         }
     }
 }
@@ -113,13 +214,23 @@ fn the_users_chart_directory_is_never_modified_and_no_temp_dir_is_left() {
     let before = tree_fingerprint(&chart);
     let tmp = tempfile::tempdir().expect("tempdir");
     let o = Command::new(env!("CARGO_BIN_EXE_keda-conformance"))
-        .args(["render", "--chart", "fixtures/charts/compactor-1x", "-f", "fixtures/values/compactor-tenant-a.yaml"])
+        .args([
+            "render",
+            "--chart",
+            "fixtures/charts/compactor-1x",
+            "-f",
+            "fixtures/values/compactor-tenant-a.yaml",
+        ])
         .current_dir(root())
         .env("TMPDIR", tmp.path())
         .output()
         .expect("runs");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_eq!(before, tree_fingerprint(&chart), "the chart directory changed");
+    assert_eq!(
+        before,
+        tree_fingerprint(&chart),
+        "the chart directory changed"
+    );
     let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("readable").collect();
     assert!(left.is_empty(), "temporary files left behind: {left:?}");
 }
@@ -129,11 +240,33 @@ fn a_packaged_chart_renders_like_its_directory() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let tgz = tmp.path().join("tempo-distributed-1.48.0.tgz");
     let file = std::fs::File::create(&tgz).expect("create");
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast()));
-    builder.append_dir_all("tempo-distributed", root().join("fixtures/charts/compactor-1x")).expect("pack");
-    builder.into_inner().expect("finish").finish().expect("flush");
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        file,
+        flate2::Compression::fast(),
+    ));
+    builder
+        .append_dir_all(
+            "tempo-distributed",
+            root().join("fixtures/charts/compactor-1x"),
+        )
+        .expect("pack");
+    builder
+        .into_inner()
+        .expect("finish")
+        .finish()
+        .expect("flush");
     for chart in [tgz.display().to_string(), tmp.path().display().to_string()] {
-        let o = harness(&["render", "--chart", &chart, "--version", "1.48.0", "-f", "fixtures/values/compactor-tenant-a.yaml", "--expect-header", "X-Scope-OrgID=tenant-a"]);
+        let o = harness(&[
+            "render",
+            "--chart",
+            &chart,
+            "--version",
+            "1.48.0",
+            "-f",
+            "fixtures/values/compactor-tenant-a.yaml",
+            "--expect-header",
+            "X-Scope-OrgID=tenant-a",
+        ]);
         assert_eq!(o.status.code(), Some(0), "{chart}: {}", text(&o));
     }
 }
@@ -143,13 +276,19 @@ fn list_shows_every_suite_and_scenario() {
     let o = harness(&["list"]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(0), "{t}");
-    assert!(t.contains("compactor-sends-tenant-header") && t.contains("compactor-drops-custom-headers"), "{t}");
+    assert!(
+        t.contains("compactor-sends-tenant-header") && t.contains("compactor-drops-custom-headers"),
+        "{t}"
+    );
 }
 
 #[test]
 fn doctor_reports_the_pinned_tools() {
     let o = harness(&["doctor"]);
     let t = text(&o);
-    assert!(t.contains("helm 3 (v3.22.0)") && t.contains("helm 4 (v4.3.1)"), "{t}");
+    assert!(
+        t.contains("helm 3 (v3.22.0)") && t.contains("helm 4 (v4.3.1)"),
+        "{t}"
+    );
     assert!(t.contains("KEDA v2.20.2 CRDs"), "{t}");
 }

@@ -14,7 +14,9 @@ fn main() {
             Ok(s) => s,
             Err(e) => {
                 let msg = e.to_string();
-                trials.push(Trial::test(format!("{suite}::load"), move || Err(Failed::from(msg))));
+                trials.push(Trial::test(format!("{suite}::load"), move || {
+                    Err(Failed::from(msg))
+                }));
                 continue;
             }
         };
@@ -23,12 +25,17 @@ fn main() {
                 let s = s.clone();
                 let name = format!("{suite}::{}::helm{}", s.name, helm.0.number());
                 trials.push(Trial::test(name, move || {
-                    let results = engine::run(std::slice::from_ref(&s), Some(helm.0)).map_err(|e| Failed::from(e.to_string()))?;
-                    let r = results.first().ok_or_else(|| Failed::from("the engine returned no result"))?;
+                    let results = engine::run(std::slice::from_ref(&s), Some(helm.0))
+                        .map_err(|e| Failed::from(e.to_string()))?;
+                    let r = results
+                        .first()
+                        .ok_or_else(|| Failed::from("the engine returned no result"))?;
                     if r.passed {
                         Ok(())
                     } else {
-                        Err(Failed::from(keda_conformance::report::run_text(&results, false)))
+                        Err(Failed::from(keda_conformance::report::run_text(
+                            &results, false,
+                        )))
                     }
                 }));
             }

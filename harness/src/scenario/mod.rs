@@ -218,7 +218,7 @@ impl Scenario {
                     ));
                 }
             }
-            for (name, _) in &r.expect_headers {
+            for name in r.expect_headers.keys() {
                 if !crate::keda::goparse::is_token(name) {
                     return Err(bad(
                         name,

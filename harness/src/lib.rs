@@ -5,6 +5,7 @@
 //! [`render`] and [`engine`] (run them) -> [`report`] (text, JSON, JUnit). [`cli`] only parses
 //! arguments and dispatches.
 
+pub mod backend;
 pub mod bench;
 pub mod chart;
 pub mod checks;
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod keda;
+pub mod oracle;
 pub mod redact;
 pub mod render;
 pub mod report;

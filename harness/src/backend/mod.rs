@@ -1,0 +1,4 @@
+//! The Mimir-API backend: remote-write seeding and Prometheus-API queries under a tenant.
+
+pub mod query;
+pub mod remote_write;

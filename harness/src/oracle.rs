@@ -1,0 +1,143 @@
+//! The oracle: the replica count the HPA controller will settle on for an external metric,
+//! with Kubernetes' arithmetic (tolerance, AverageValue vs Value, clamping to the KEDA bounds),
+//! including the feedback of queries whose value depends on the replica count.
+
+use crate::keda::prometheus::MetricType;
+use serde::Serialize;
+
+/// What the HPA KEDA creates is configured with.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HpaModel {
+    /// KEDA's threshold (the HPA target).
+    pub target: f64,
+    /// AverageValue (default) or Value.
+    pub metric_type: MetricType,
+    /// ScaledObject minReplicaCount (the HPA's minimum is max(1, this)).
+    pub min_replicas: u32,
+    /// ScaledObject maxReplicaCount.
+    pub max_replicas: u32,
+    /// The controller-manager's tolerance (default 0.1).
+    pub tolerance: f64,
+}
+
+impl HpaModel {
+    /// The HPA's minimum: KEDA gives the HPA max(1, minReplicaCount); 0 is KEDA's own business.
+    pub fn hpa_min(&self) -> u32 {
+        self.min_replicas.max(1)
+    }
+
+    /// The replica count one HPA sync computes from `metric` (the value the external
+    /// metrics API serves) with `current` replicas of which `ready` are Ready.
+    pub fn desired(&self, metric: f64, current: u32, ready: u32) -> u32 {
+        let current_f = f64::from(current.max(1));
+        let raw = match self.metric_type {
+            MetricType::AverageValue => {
+                let ratio = metric / (self.target * current_f);
+                if (1.0 - ratio).abs() <= self.tolerance {
+                    current
+                } else {
+                    (metric / self.target).ceil() as u32
+                }
+            }
+            MetricType::Value => {
+                let ratio = metric / self.target;
+                if (1.0 - ratio).abs() <= self.tolerance {
+                    current
+                } else {
+                    (ratio * f64::from(ready.max(1))).ceil() as u32
+                }
+            }
+        };
+        raw.clamp(self.hpa_min(), self.max_replicas.max(self.hpa_min()))
+    }
+
+    /// Where repeated syncs lead when the metric depends on the replica count (`metric_at(r)`),
+    /// starting from `start` replicas: a stable count, or the cycle it oscillates through.
+    pub fn settle(&self, start: u32, metric_at: impl Fn(u32) -> f64) -> Settlement {
+        let mut seen = vec![start];
+        let mut r = start;
+        for _ in 0..64 {
+            let next = self.desired(metric_at(r), r, r);
+            if next == r {
+                return Settlement::Stable(r);
+            }
+            if let Some(pos) = seen.iter().position(|&x| x == next) {
+                return Settlement::Cycle(seen[pos..].to_vec());
+            }
+            seen.push(next);
+            r = next;
+        }
+        Settlement::Cycle(seen)
+    }
+}
+
+/// Where the HPA ends up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Settlement {
+    /// It settles on this replica count.
+    Stable(u32),
+    /// It oscillates through these counts (a configuration that flaps).
+    Cycle(Vec<u32>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(metric_type: MetricType) -> HpaModel {
+        HpaModel {
+            target: 250.0,
+            metric_type,
+            min_replicas: 1,
+            max_replicas: 5,
+            tolerance: 0.1,
+        }
+    }
+
+    #[test]
+    fn average_value_scales_to_ceil_of_total_over_target() {
+        let m = model(MetricType::AverageValue);
+        assert_eq!(m.desired(1000.0, 1, 1), 4);
+        assert_eq!(m.desired(1001.0, 1, 1), 5);
+    }
+
+    #[test]
+    fn within_tolerance_keeps_the_current_count() {
+        let m = model(MetricType::AverageValue);
+        // 3 replicas, target 250: 780 is a ratio of 1.04, inside 10%.
+        assert_eq!(m.desired(780.0, 3, 3), 3);
+    }
+
+    #[test]
+    fn clamps_to_bounds_and_floors_at_one() {
+        let m = model(MetricType::AverageValue);
+        assert_eq!(m.desired(100_000.0, 1, 1), 5);
+        let zero_min = HpaModel {
+            min_replicas: 0,
+            ..m
+        };
+        assert_eq!(zero_min.desired(0.0, 3, 3), 1);
+    }
+
+    #[test]
+    fn value_metric_type_multiplies_by_ready_pods() {
+        let m = model(MetricType::Value);
+        assert_eq!(m.desired(500.0, 2, 2), 4);
+    }
+
+    #[test]
+    fn a_query_divided_by_pod_count_settles_at_the_fixed_point_or_cycles() {
+        let m = HpaModel {
+            max_replicas: 10,
+            ..model(MetricType::AverageValue)
+        };
+        // backlog 2000 divided by the replica count, then AverageValue divides again.
+        let s = m.settle(1, |r| 2000.0 / f64::from(r));
+        match s {
+            Settlement::Stable(r) => assert_eq!(m.desired(2000.0 / f64::from(r), r, r), r),
+            Settlement::Cycle(c) => assert!(c.len() >= 2),
+        }
+        // A query that does not depend on the count settles at ceil(total / target).
+        assert_eq!(m.settle(1, |_| 2000.0), Settlement::Stable(8));
+    }
+}

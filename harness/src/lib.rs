@@ -14,6 +14,7 @@ pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod keda;
+pub mod mock;
 pub mod oracle;
 pub mod redact;
 pub mod render;

@@ -1,0 +1,279 @@
+//! Mocked Prometheus-API endpoints (wiremock) that answer like a multi-tenant Mimir and record
+//! every request KEDA makes, so tests assert on the headers actually sent and inject faults.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// How the mock answers a query.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Behaviour {
+    /// One series with this value, for any tenant.
+    Value(f64),
+    /// Per-tenant values by `X-Scope-OrgID`; no header is 401 "no org id", an unknown
+    /// tenant gets an empty result (a valid tenant with no data).
+    Tenants(BTreeMap<String, f64>),
+    /// A 200 with an empty result.
+    Empty,
+    /// One series whose value is NaN.
+    NaN,
+    /// Two series (KEDA rejects "multiple elements").
+    MultipleSeries,
+    /// A fixed status and body (400, 401, 500 ...).
+    Status {
+        /// HTTP status.
+        code: u16,
+        /// Body.
+        body: String,
+    },
+    /// A 200 whose body is not JSON.
+    Malformed,
+    /// Answer as `then`, after `millis`.
+    Delay {
+        /// Delay in milliseconds.
+        millis: u64,
+        /// The answer after the delay.
+        then: Box<Behaviour>,
+    },
+}
+
+/// One request the mock received.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recorded {
+    /// Milliseconds since the mock started.
+    pub at_ms: u128,
+    /// Method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Query parameters, decoded.
+    pub query: BTreeMap<String, String>,
+    /// Headers, names lower-cased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// Status the mock answered.
+    pub status: u16,
+}
+
+struct Responder {
+    behaviour: Arc<Mutex<Behaviour>>,
+    log: Arc<Mutex<Vec<Recorded>>>,
+    started: std::time::Instant,
+    prefix: String,
+}
+
+fn vector(values: &[f64]) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let result: Vec<serde_json::Value> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let s = if v.is_nan() {
+                "NaN".to_string()
+            } else {
+                v.to_string()
+            };
+            serde_json::json!({"metric": {"series": i.to_string()}, "value": [now, s]})
+        })
+        .collect();
+    serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": result}})
+        .to_string()
+}
+
+fn answer(b: &Behaviour, tenant: Option<&str>) -> ResponseTemplate {
+    let json = |body: String| {
+        ResponseTemplate::new(200)
+            .insert_header("Content-Type", "application/json")
+            .set_body_string(body)
+    };
+    match b {
+        Behaviour::Value(v) => json(vector(&[*v])),
+        Behaviour::Tenants(map) => match tenant {
+            None => ResponseTemplate::new(401).set_body_string("no org id\n"),
+            Some(t) => match map.get(t) {
+                Some(v) => json(vector(&[*v])),
+                None => json(vector(&[])),
+            },
+        },
+        Behaviour::Empty => json(vector(&[])),
+        Behaviour::NaN => json(vector(&[f64::NAN])),
+        Behaviour::MultipleSeries => json(vector(&[1.0, 2.0])),
+        Behaviour::Status { code, body } => {
+            ResponseTemplate::new(*code).set_body_string(body.clone())
+        }
+        Behaviour::Malformed => ResponseTemplate::new(200)
+            .insert_header("Content-Type", "application/json")
+            .set_body_string("{\"status\":\"success\",\"data\":"),
+        Behaviour::Delay { millis, then } => {
+            answer(then, tenant).set_delay(Duration::from_millis(*millis))
+        }
+    }
+}
+
+impl Respond for Responder {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let behaviour = self
+            .behaviour
+            .lock()
+            .map(|b| b.clone())
+            .unwrap_or(Behaviour::Empty);
+        let tenant = req
+            .headers
+            .get("x-scope-orgid")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let template = if req.url.path() == format!("{}/api/v1/query", self.prefix) {
+            answer(&behaviour, tenant.as_deref())
+        } else {
+            ResponseTemplate::new(404).set_body_string("not a Prometheus query path")
+        };
+        let status = template_status(
+            &behaviour,
+            tenant.as_deref(),
+            req.url.path() == format!("{}/api/v1/query", self.prefix),
+        );
+        let record = Recorded {
+            at_ms: self.started.elapsed().as_millis(),
+            method: req.method.to_string(),
+            path: req.url.path().to_string(),
+            query: req
+                .url
+                .query_pairs()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            headers: req
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        v.to_str().unwrap_or("<binary>").to_string(),
+                    )
+                })
+                .collect(),
+            status,
+        };
+        if let Ok(mut log) = self.log.lock() {
+            log.push(record);
+        }
+        template
+    }
+}
+
+fn template_status(b: &Behaviour, tenant: Option<&str>, on_path: bool) -> u16 {
+    if !on_path {
+        return 404;
+    }
+    match b {
+        Behaviour::Status { code, .. } => *code,
+        Behaviour::Tenants(_) if tenant.is_none() => 401,
+        Behaviour::Delay { then, .. } => template_status(then, tenant, on_path),
+        _ => 200,
+    }
+}
+
+/// A running mock Prometheus API on 127.0.0.1 (port chosen by the OS).
+pub struct PrometheusMock {
+    server: MockServer,
+    behaviour: Arc<Mutex<Behaviour>>,
+    log: Arc<Mutex<Vec<Recorded>>>,
+    prefix: String,
+}
+
+impl PrometheusMock {
+    /// Starts a mock serving `<prefix>/api/v1/query` (prefix like `/prometheus`, or empty).
+    pub async fn start(prefix: &str, behaviour: Behaviour) -> Self {
+        let server = MockServer::start().await;
+        let behaviour = Arc::new(Mutex::new(behaviour));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        Mock::given(any())
+            .respond_with(Responder {
+                behaviour: behaviour.clone(),
+                log: log.clone(),
+                started: std::time::Instant::now(),
+                prefix: prefix.to_string(),
+            })
+            .named("prometheus query API")
+            .mount(&server)
+            .await;
+        Self {
+            server,
+            behaviour,
+            log,
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// The serverAddress a trigger should use (`http://127.0.0.1:<port><prefix>`).
+    pub fn server_address(&self) -> String {
+        format!("{}{}", self.server.uri(), self.prefix)
+    }
+
+    /// Changes how later requests are answered.
+    pub fn set_behaviour(&self, b: Behaviour) {
+        if let Ok(mut cur) = self.behaviour.lock() {
+            *cur = b;
+        }
+    }
+
+    /// Every request received so far.
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+impl Recorded {
+    /// The value of a header (name matched case-insensitively, as HTTP does).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn answers_per_tenant_and_records_headers() {
+        let mock = PrometheusMock::start(
+            "/prometheus",
+            Behaviour::Tenants([("tenant-a".to_string(), 1200.0)].into()),
+        )
+        .await;
+        let client = reqwest::Client::new();
+        let base = mock.server_address();
+        let a = crate::backend::query::instant(
+            &client,
+            &base,
+            "sum(x)",
+            &[("X-Scope-OrgID".into(), "tenant-a".into())],
+        )
+        .await
+        .expect("answer");
+        assert_eq!(
+            crate::backend::query::keda_value(&a, "sum(x)", true),
+            Ok(1200.0)
+        );
+        let none = crate::backend::query::instant(&client, &base, "sum(x)", &[])
+            .await
+            .expect("answer");
+        assert_eq!(none.status, 401);
+        let rec = mock.recorded();
+        assert_eq!(rec.len(), 2);
+        assert_eq!(rec[0].header("X-SCOPE-ORGID"), Some("tenant-a"));
+        assert_eq!(
+            rec[0].query.get("query").map(String::as_str),
+            Some("sum(x)")
+        );
+        assert_eq!(rec[1].status, 401);
+    }
+}

@@ -23,6 +23,9 @@ h4=$!
 wait $h3 || { echo "setup: building helm3 failed" >&2; exit 2; }
 wait $h4 || { echo "setup: building helm4 failed" >&2; exit 2; }
 
+# KEDA's own prometheus scaler as a reference program for the differential parser test.
+"$here/build-component.sh" keda-reference >/dev/null || { echo "setup: building keda-reference failed" >&2; exit 2; }
+
 # KEDA's CRDs from the pinned KEDA Go module (only that module's zip is fetched).
 keda_version=v2.20.2
 crds="$cache_root/keda-crds-$keda_version"

@@ -151,11 +151,19 @@ fn parse_float(
     match json_float(value) {
         Ok(v) => Some(v),
         Err(e) => {
-            errors.push(unable(
-                key,
-                value,
-                format!("unable to unmarshal to field type float64: {e}"),
-            ));
+            let message = if e.contains("resulted in panic") {
+                e
+            } else {
+                format!("unable to unmarshal to field type float64: {e}")
+            };
+            errors.push(if message.contains("resulted in panic") {
+                ParseError {
+                    key: key.to_string(),
+                    message,
+                }
+            } else {
+                unable(key, value, message)
+            });
             None
         }
     }

@@ -239,7 +239,7 @@ mod tests {
         );
         assert_eq!(
             json_float("1.").unwrap_err(),
-            "unexpected end of JSON input"
+            "invalid character ' ' after decimal point in numeric literal"
         );
         assert_eq!(
             json_float("01").unwrap_err(),

@@ -19,7 +19,10 @@ exec 9>"$cache_root/stack/.$name.lock"
 flock 9
 # Leftovers of an interrupted build of this component (we hold its lock, so none is running).
 rm -rf "$cache_root/stack/$name-"*.tmp.* 2>/dev/null || true
+# <name>-<version> always points at the build of the current wrapper module.
+current="$cache_root/stack/$name-$VERSION"
 if [ -f "$dest/.complete" ]; then
+  ln -sfn "$dest" "$current"
   echo "$dest"
   exit 0
 fi
@@ -51,5 +54,6 @@ export CGO_ENABLED=${CGO_ENABLED:-0}
 }
 touch "$tmp/.complete"
 rm -rf "$dest"; mv "$tmp" "$dest"
+ln -sfn "$dest" "$current"
 echo "build-component: $name $VERSION built in $(( $(date +%s) - start ))s" >&2
 echo "$dest"

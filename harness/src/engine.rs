@@ -189,6 +189,13 @@ fn run_one(
                 }
                 render_report = Some(report);
             }
+            live => {
+                reasons.push(format!(
+                    "step {} needs the live tier (work in progress)",
+                    live.keyword()
+                ));
+                break;
+            }
         }
     }
     Ok(ScenarioResult {

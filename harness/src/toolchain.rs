@@ -40,6 +40,22 @@ pub const KWOK: Component = Component {
     env: include_str!("../../scripts/go/kwok/component.env"),
 };
 
+/// KEDA's operator and metrics adapter, built from github.com/kedacore/keda/v2.
+pub const KEDA: Component = Component {
+    name: "keda",
+    env: include_str!("../../scripts/go/keda/component.env"),
+};
+/// Cortex, the multi-tenant Mimir-API backend of the local provider.
+pub const CORTEX: Component = Component {
+    name: "cortex",
+    env: include_str!("../../scripts/go/cortex/component.env"),
+};
+/// KEDA's own prometheus scaler as a reference program for differential tests.
+pub const KEDA_REFERENCE: Component = Component {
+    name: "keda-reference",
+    env: include_str!("../../scripts/go/keda-reference/component.env"),
+};
+
 /// The KEDA release whose CRDs and semantics the render tier reproduces.
 pub const KEDA_VERSION: &str = "v2.20.2";
 
@@ -56,6 +72,11 @@ impl Component {
     /// The cached directory holding this component's binaries, if built.
     pub fn cached_dir(&self) -> Option<PathBuf> {
         let stack = cache_root().join("stack");
+        // build-component.sh points <name>-<version> at the build of the current wrapper.
+        let current = stack.join(format!("{}-{}", self.name, self.version()));
+        if current.join(".complete").exists() {
+            return Some(current);
+        }
         let prefix = format!("{}-{}-", self.name, self.version());
         let mut found: Vec<PathBuf> = std::fs::read_dir(&stack)
             .ok()?

@@ -118,7 +118,7 @@ fn cases() -> Vec<BTreeMap<String, String>> {
                 headers.push_str(rng.pick(&seps));
             }
             headers.push_str(rng.pick(&header_names));
-            if rng.next() % 5 != 0 {
+            if !rng.next().is_multiple_of(5) {
                 headers.push('=');
             }
             headers.push_str(rng.pick(&header_values));

@@ -1,6 +1,9 @@
 //! Command-line interface: argument parsing and dispatch; exit codes 0 pass, 1 failed, 2 bad input.
 
+mod cluster;
 mod commands;
+
+pub use cluster::{ClusterCommand, UpArgs};
 
 use crate::chart::helm::HelmMajor;
 use crate::error::exit_code;
@@ -34,6 +37,9 @@ pub enum Command {
     /// Print performance figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Start, list, stop and clean up local clusters (real control plane, kwok nodes).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
 }
 
 /// Arguments of `render`.
@@ -117,6 +123,15 @@ pub enum BenchCommand {
         #[arg(long, default_value = "3", value_parser = parse_helm)]
         helm: HelmMajor,
     },
+    /// Cold-to-ready time and resident memory of the local stack (cached binaries).
+    Stack {
+        /// Fake nodes per cluster.
+        #[arg(long, default_value_t = 1)]
+        nodes: u32,
+        /// Clusters to bring up, one after another.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+    },
 }
 
 fn parse_helm(s: &str) -> Result<HelmMajor, String> {
@@ -144,6 +159,8 @@ pub fn main() -> i32 {
         Command::List(a) => commands::list(a),
         Command::Doctor => commands::doctor(),
         Command::Bench(BenchCommand::Render { runs, helm }) => commands::bench_render(runs, helm),
+        Command::Bench(BenchCommand::Stack { nodes, runs }) => cluster::bench_stack(nodes, runs),
+        Command::Cluster(c) => cluster::run(c),
     };
     match result {
         Ok(code) => code,

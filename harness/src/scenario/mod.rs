@@ -36,6 +36,9 @@ pub struct Scenario {
     /// Namespace.
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// Live-tier settings.
+    #[serde(default)]
+    pub live: LiveSettings,
     /// The steps, in order; each is a one-key map such as `- render: {...}`.
     #[serde(with = "serde_yaml_ng::with::singleton_map_recursive")]
     pub steps: Vec<Step>,
@@ -72,12 +75,190 @@ fn default_namespace() -> String {
     "tempo".into()
 }
 
-/// A step of a scenario. Live steps are added to this list as the harness grows.
+/// A step of a scenario. `render` runs offline; every other step needs a live cluster (the
+/// scenario must start with `render` and `install` before them).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
     /// Render the chart and run the render checks.
     Render(RenderStep),
+    /// Install the chart with real Helm, its triggers pointed at the Mimir-API backend.
+    Install(InstallStep),
+    /// Set the series a tenant's metrics hold from now on (kept fresh by remote write).
+    Seed(SeedStep),
+    /// The workload must reach a replica count and hold it.
+    ExpectReplicas(ExpectReplicas),
+    /// The ScaledObject (or KEDA's HPA) must show a condition.
+    ExpectCondition(ExpectCondition),
+    /// An event must be recorded in the release's namespace.
+    ExpectEvent(ExpectEvent),
+    /// Let time pass (replicas keep being sampled for the timeline).
+    Wait(WaitStep),
+}
+
+impl Step {
+    /// The step's name as written in a scenario.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Step::Render(_) => "render",
+            Step::Install(_) => "install",
+            Step::Seed(_) => "seed",
+            Step::ExpectReplicas(_) => "expect_replicas",
+            Step::ExpectCondition(_) => "expect_condition",
+            Step::ExpectEvent(_) => "expect_event",
+            Step::Wait(_) => "wait",
+        }
+    }
+
+    /// True for steps that need a live cluster.
+    pub fn is_live(&self) -> bool {
+        !matches!(self, Step::Render(_))
+    }
+}
+
+/// A duration written as `90s`, `2m`, `1m30s` or `500ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub std::time::Duration);
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_yaml_ng::Value::deserialize(d)?;
+        let text = match &v {
+            serde_yaml_ng::Value::String(s) => s.clone(),
+            serde_yaml_ng::Value::Number(n) => format!("{n}s"),
+            _ => String::new(),
+        };
+        crate::keda::goparse::parse_go_duration(&text)
+            .map(Span)
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "{text:?} is not a duration; write e.g. 90s, 2m or 1m30s"
+                ))
+            })
+    }
+}
+
+/// Where the chart's triggers point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsEndpoint {
+    /// The Mimir-API backend (Cortex on the local provider).
+    #[default]
+    Backend,
+}
+
+/// The install step.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallStep {
+    /// Where serverAddress points (default: the backend).
+    #[serde(default)]
+    pub metrics: MetricsEndpoint,
+}
+
+/// One seeded series.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesSpec {
+    /// Metric name.
+    pub name: String,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Value (absent for per-pod series: they are 1).
+    #[serde(default)]
+    pub value: Option<f64>,
+}
+
+/// The seed step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedStep {
+    /// The tenant (`X-Scope-OrgID` the series are written under).
+    pub tenant: String,
+    /// Series with fixed values (replace the tenant's earlier fixed series).
+    #[serde(default)]
+    pub series: Vec<SeriesSpec>,
+    /// Series written once per Ready pod of the scaled workload, with a `pod` label, as the
+    /// pods themselves would export them (e.g. tempo_build_info).
+    #[serde(default)]
+    pub per_ready_pod: Vec<SeriesSpec>,
+}
+
+/// The replica count to expect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectReplicas {
+    /// An exact count.
+    #[serde(default)]
+    pub exact: Option<i32>,
+    /// The count the oracle computes from the backend's answer to the trigger's query.
+    #[serde(default)]
+    pub oracle: bool,
+    /// Deadline (default: derived from pollingInterval and the HPA sync period).
+    #[serde(default)]
+    pub within: Option<Span>,
+    /// How long the count must then hold without change (default 10s).
+    #[serde(default)]
+    pub hold: Option<Span>,
+}
+
+/// A condition to expect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectCondition {
+    /// `scaledobject` (default) or `hpa`.
+    #[serde(default = "default_condition_object")]
+    pub on: String,
+    /// Condition type (Ready, Active, Fallback, ScalingActive, ...).
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// "True", "False" or "Unknown".
+    pub status: String,
+    /// Required reason, if any.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Text the message must contain, if any.
+    #[serde(default)]
+    pub message_contains: Option<String>,
+    /// Deadline (default 90s).
+    #[serde(default)]
+    pub within: Option<Span>,
+}
+
+fn default_condition_object() -> String {
+    "scaledobject".into()
+}
+
+/// An event to expect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectEvent {
+    /// Event reason (e.g. KEDAScalerFailed, FailedGetExternalMetric).
+    pub reason: String,
+    /// Text the message must contain.
+    #[serde(default)]
+    pub message_contains: Option<String>,
+    /// Deadline (default 90s).
+    #[serde(default)]
+    pub within: Option<Span>,
+}
+
+/// The wait step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitStep {
+    /// How long.
+    pub duration: Span,
+}
+
+/// Settings of the live tier for a scenario.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveSettings {
+    /// Fake nodes (default: enough for maxReplicaCount under hard anti-affinity).
+    #[serde(default)]
+    pub nodes: Option<u32>,
 }
 
 /// Expectations of a render step.
@@ -185,8 +366,68 @@ impl Scenario {
                 "write helm: [3, 4] or remove the key",
             ));
         }
-        for step in &s.steps {
-            let Step::Render(r) = step;
+        let mut installed = false;
+        for (i, step) in s.steps.iter().enumerate() {
+            match step {
+                Step::Render(_) if i != 0 => {
+                    return Err(bad(
+                        "- render",
+                        "render must be the first step".into(),
+                        "move the render step to the top",
+                    ));
+                }
+                Step::Install(_) => {
+                    if i == 0 {
+                        return Err(bad("- install", "install needs a render step before it (the render tier finds the trigger and its target)".into(), "add `- render: {}` as the first step"));
+                    }
+                    installed = true;
+                }
+                Step::ExpectReplicas(e) => {
+                    if e.exact.is_some() == e.oracle {
+                        return Err(bad(
+                            "- expect_replicas",
+                            "expect_replicas needs exactly one of `exact: N` or `oracle: true`"
+                                .into(),
+                            "write e.g. `- expect_replicas: {exact: 3}` or `{oracle: true}`",
+                        ));
+                    }
+                    if e.exact.map(|n| n < 0).unwrap_or(false) {
+                        return Err(bad(
+                            "- expect_replicas",
+                            "exact replicas must not be negative".into(),
+                            "use a count >= 0",
+                        ));
+                    }
+                }
+                Step::ExpectCondition(c) => {
+                    if !["True", "False", "Unknown"].contains(&c.status.as_str()) {
+                        return Err(bad(
+                            "status:",
+                            format!(
+                                "condition status {:?} is not True, False or Unknown",
+                                c.status
+                            ),
+                            "quote it: status: \"True\"",
+                        ));
+                    }
+                    if !["scaledobject", "hpa"].contains(&c.on.as_str()) {
+                        return Err(bad(
+                            "on:",
+                            format!("condition object {:?} is not scaledobject or hpa", c.on),
+                            "use on: scaledobject or on: hpa",
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            if step.is_live() && !matches!(step, Step::Install(_)) && !installed {
+                return Err(bad(
+                    &format!("- {}", step.keyword()),
+                    format!("{} needs an install step before it", step.keyword()),
+                    "add `- install: {}` after render",
+                ));
+            }
+            let Step::Render(r) = step else { continue };
             if let Some(rep) = r.replicas {
                 if rep.min > rep.max || rep.min < 0 {
                     return Err(bad(

@@ -99,15 +99,34 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// Reserves five distinct free ports on 127.0.0.1 (all held open at once, then released
-    /// for the components to bind).
+    /// Picks five distinct ports that are free on 127.0.0.1 right now, all held open at once
+    /// and then released for the components to bind.
+    ///
+    /// Ports come from outside the kernel's ephemeral range (`ip_local_port_range`), so the
+    /// components' own outgoing connections cannot take one between release and bind;
+    /// candidates are random, so clusters started side by side rarely try the same ones (a
+    /// clash that still happens is retried by [`crate::stack::ControlPlane::start`]).
     ///
     /// # Errors
-    /// When binding fails.
+    /// When no free port is found after many tries.
     pub fn reserve() -> std::io::Result<Self> {
-        let listeners = (0..5)
-            .map(|_| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
-            .collect::<std::io::Result<Vec<_>>>()?;
+        let (low, high) = non_ephemeral_range();
+        let span = u64::from(high - low) + 1;
+        let mut listeners: Vec<std::net::TcpListener> = Vec::new();
+        let mut tries = 0;
+        while listeners.len() < 5 {
+            tries += 1;
+            if tries > 500 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!("no 5 free ports in {low}-{high} after 500 tries"),
+                ));
+            }
+            let port = low + (random() % span) as u16;
+            if let Ok(l) = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+                listeners.push(l);
+            }
+        }
         let p = listeners
             .iter()
             .map(|l| l.local_addr().map(|a| a.port()))
@@ -129,6 +148,48 @@ impl Ports {
     /// etcd's client URL.
     pub fn etcd_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.etcd_client)
+    }
+}
+
+/// A random number from the standard library's per-process random hash keys.
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+/// The largest port range outside `/proc/sys/net/ipv4/ip_local_port_range` (above 10000).
+fn non_ephemeral_range() -> (u16, u16) {
+    let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().filter_map(|n| n.parse::<u32>().ok());
+            Some((it.next()?, it.next()?))
+        })
+        .unwrap_or((32768, 60999));
+    pick_range(lo, hi)
+}
+
+fn pick_range(ephemeral_low: u32, ephemeral_high: u32) -> (u16, u16) {
+    let below = (10_000u32, ephemeral_low.saturating_sub(1));
+    let above = (ephemeral_high + 1, 65_535u32);
+    let size = |(a, b): (u32, u32)| b.saturating_sub(a);
+    let best = if size(below) >= size(above) {
+        below
+    } else {
+        above
+    };
+    if size(best) < 1000 {
+        // The ephemeral range covers nearly everything: take what it leaves anyway.
+        (10_000, 65_535)
+    } else {
+        (best.0 as u16, best.1 as u16)
     }
 }
 
@@ -177,7 +238,10 @@ pub fn apiserver_args(layout: &Layout, pki: &Pki, ports: &Ports) -> Vec<String> 
         "--authorization-mode=Node,RBAC".into(),
         "--allow-privileged=true".into(),
         "--endpoint-reconciler-type=none".into(),
-        format!("--proxy-client-cert-file={}", p(&pki.front_proxy_client_cert)),
+        format!(
+            "--proxy-client-cert-file={}",
+            p(&pki.front_proxy_client_cert)
+        ),
         format!("--proxy-client-key-file={}", p(&pki.front_proxy_client_key)),
         format!(
             "--requestheader-client-ca-file={}",
@@ -315,6 +379,24 @@ mod tests {
     }
 
     #[test]
+    fn ports_avoid_the_ephemeral_range() {
+        assert_eq!(pick_range(32768, 60999), (10_000, 32767));
+        assert_eq!(pick_range(10000, 40000), (40001, 65535));
+        assert_eq!(pick_range(1024, 65535), (10_000, 65535));
+        let (lo, hi) = non_ephemeral_range();
+        let p = Ports::reserve().unwrap();
+        for port in [
+            p.etcd_client,
+            p.etcd_peer,
+            p.apiserver,
+            p.controller_manager,
+            p.scheduler,
+        ] {
+            assert!((lo..=hi).contains(&port), "{port} not in {lo}-{hi}");
+        }
+    }
+
+    #[test]
     fn every_component_listens_on_loopback_only() {
         let (layout, pki, ports) = fixture();
         let etcd = etcd_args(&layout, &ports).join(" ");
@@ -325,7 +407,10 @@ mod tests {
             controller_manager_args(&layout, &pki, &ports, &HpaTiming::default()),
             scheduler_args(&layout, &ports),
         ] {
-            assert!(args.contains(&"--bind-address=127.0.0.1".to_string()), "{args:?}");
+            assert!(
+                args.contains(&"--bind-address=127.0.0.1".to_string()),
+                "{args:?}"
+            );
         }
     }
 
@@ -374,8 +459,9 @@ mod tests {
         let (layout, _, _) = fixture();
         let args = kwok_args(&layout);
         assert!(args.contains(&"--manage-all-nodes=false".to_string()));
-        assert!(args
-            .contains(&"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake".to_string()));
+        assert!(args.contains(
+            &"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake".to_string()
+        ));
         assert!(args.contains(&"--config=/run/kc/kwok.yaml".to_string()));
     }
 }

@@ -5,7 +5,7 @@
 use super::binaries::Binaries;
 use super::components::{self, Layout, Ports};
 use super::config::StackConfig;
-use super::error::StackError;
+use super::error::{chain, StackError};
 use super::kubeconfig;
 use super::kwok;
 use super::pki::{private_dir, Pki};
@@ -36,7 +36,6 @@ pub struct StartupTimings {
 
 /// A running control plane. Dropping it kills every component (SIGKILL to each process
 /// group); [`ControlPlane::stop`] asks them to stop first.
-#[derive(Debug)]
 pub struct ControlPlane {
     layout: Layout,
     ports: Ports,
@@ -44,6 +43,21 @@ pub struct ControlPlane {
     client: kube::Client,
     processes: Vec<ManagedProcess>,
 }
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("layout", &self.layout)
+            .field("ports", &self.ports)
+            .field("timings", &self.timings)
+            .field("processes", &self.processes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How often a start is tried when a component finds its port taken (ports are chosen free,
+/// but another process may bind one before the component does).
+const START_ATTEMPTS: u32 = 3;
 
 /// Progress callback: one line per finished phase, e.g. "kube-apiserver ready (6.1s)".
 pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
@@ -89,6 +103,33 @@ impl ControlPlane {
         progress: Progress<'_>,
     ) -> Result<Self, StackError> {
         let t0 = Instant::now();
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(t0, run_dir, name, binaries, config, progress).await {
+                Err(e) if attempt < START_ATTEMPTS && e.port_clash().is_some() => {
+                    progress(&format!(
+                        "{} found its port taken (address already in use); retrying with new ports",
+                        e.port_clash().unwrap_or("a component")
+                    ));
+                    let layout = Layout::new(run_dir);
+                    for dir in [&layout.etcd_data, &layout.pki, &layout.serving_certs] {
+                        let _ = std::fs::remove_dir_all(dir);
+                    }
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once(
+        t0: Instant,
+        run_dir: &Path,
+        name: &str,
+        binaries: &Binaries,
+        config: &StackConfig,
+        progress: Progress<'_>,
+    ) -> Result<Self, StackError> {
         let timeout = config.ready_timeout;
         let layout = Layout::new(run_dir);
         for dir in [
@@ -136,7 +177,7 @@ impl ControlPlane {
                             Probe::NotYet(format!("GET {health}: {status} {}", body.trim()))
                         }
                     }
-                    Err(e) => Probe::NotYet(format!("GET {health}: {e}")),
+                    Err(e) => Probe::NotYet(format!("GET {health}: {}", chain(&e))),
                 }
             })
             .await?;
@@ -160,11 +201,14 @@ impl ControlPlane {
                 match api.request_text(req).await {
                     Ok(body) if body.trim() == "ok" => Probe::Ready,
                     Ok(body) => Probe::NotYet(format!("/readyz said {:?}", body.trim())),
-                    Err(e) => Probe::NotYet(format!("/readyz: {e}")),
+                    Err(e) => Probe::NotYet(format!("/readyz: {}", chain(&e))),
                 }
             })
             .await?;
-        progress(&format!("kube-apiserver ready ({})", secs(timings.apiserver)));
+        progress(&format!(
+            "kube-apiserver ready ({})",
+            secs(timings.apiserver)
+        ));
 
         let t_nodes = Instant::now();
         processes.push(spawn(
@@ -194,7 +238,7 @@ impl ControlPlane {
                 .await
                 .map_err(|source| StackError::Api {
                     what: format!("node {name}"),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         let want = names.len();
@@ -227,7 +271,7 @@ impl ControlPlane {
                             ))
                         }
                     }
-                    Err(e) => Probe::NotYet(format!("listing nodes: {e}")),
+                    Err(e) => Probe::NotYet(format!("listing nodes: {}", chain(&e))),
                 }
             })
             .await?;
@@ -248,7 +292,7 @@ impl ControlPlane {
                             _ => Probe::NotYet("the lease exists but has no holder".into()),
                         },
                         Ok(None) => Probe::NotYet("no such lease yet".into()),
-                        Err(e) => Probe::NotYet(format!("reading the lease: {e}")),
+                        Err(e) => Probe::NotYet(format!("reading the lease: {}", chain(&e))),
                     }
                 })
                 .await?;
@@ -264,7 +308,7 @@ impl ControlPlane {
                 match accounts.get_opt("default").await {
                     Ok(Some(_)) => Probe::Ready,
                     Ok(None) => Probe::NotYet("not created yet".into()),
-                    Err(e) => Probe::NotYet(format!("reading it: {e}")),
+                    Err(e) => Probe::NotYet(format!("reading it: {}", chain(&e))),
                 }
             })
             .await?;

@@ -63,16 +63,45 @@ pub enum StackError {
         what: String,
         /// The cause.
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 }
 
 impl StackError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// The component that exited because a port it was given had been taken meanwhile.
+    pub fn port_clash(&self) -> Option<&str> {
+        match self {
+            StackError::Wait(WaitError::Exited {
+                component, tail, ..
+            }) if tail.contains("address already in use") => Some(component),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         Self::Io {
             action,
             path: path.into(),
             source,
         }
     }
+}
+
+/// An error and its causes on one line: `outer: cause: root cause`.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
 }

@@ -49,8 +49,8 @@ pub fn write_config(stages_dir: &Path, dest: &Path) -> Result<(), StackError> {
     let mut docs = Vec::new();
     for name in STAGES {
         let path = stages_dir.join(name);
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| StackError::io("read kwok stage", &path, e))?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| StackError::io("read kwok stage", &path, e))?;
         docs.push(text.trim_end().to_string());
     }
     let text = docs.join("\n---\n") + "\n";
@@ -84,13 +84,11 @@ pub fn fake_node(name: &str, resources: &NodeResources) -> Node {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let annotations: BTreeMap<String, String> = [
-        FAKE_NODE_ANNOTATION,
-        ("node.alpha.kubernetes.io/ttl", "0"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let annotations: BTreeMap<String, String> =
+        [FAKE_NODE_ANNOTATION, ("node.alpha.kubernetes.io/ttl", "0")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
     Node {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
@@ -138,7 +136,9 @@ mod tests {
             let stem = name.trim_end_matches(".yaml");
             std::fs::write(
                 tmp.path().join(name),
-                format!("apiVersion: kwok.x-k8s.io/v1alpha1\nkind: Stage\nmetadata:\n  name: {stem}\n"),
+                format!(
+                    "apiVersion: kwok.x-k8s.io/v1alpha1\nkind: Stage\nmetadata:\n  name: {stem}\n"
+                ),
             )
             .unwrap();
         }
@@ -154,7 +154,13 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete", "pod-delete"]
+            [
+                "node-initialize",
+                "node-heartbeat-with-lease",
+                "pod-ready",
+                "pod-complete",
+                "pod-delete"
+            ]
         );
     }
 

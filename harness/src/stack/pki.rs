@@ -5,8 +5,8 @@
 
 use super::error::StackError;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write;
@@ -181,11 +181,7 @@ impl Pki {
         let ca = new_ca("keda-conformance-ca", "cluster CA")?;
         let front_proxy_ca = new_ca("keda-conformance-front-proxy-ca", "front-proxy CA")?;
 
-        let mut serving = leaf_params(
-            "kube-apiserver",
-            None,
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
+        let mut serving = leaf_params("kube-apiserver", None, ExtendedKeyUsagePurpose::ServerAuth);
         let mut sans: Vec<SanType> = Vec::new();
         for name in APISERVER_DNS_NAMES {
             sans.push(SanType::DnsName(name.try_into().map_err(|source| {
@@ -213,8 +209,11 @@ impl Pki {
             None,
             ExtendedKeyUsagePurpose::ClientAuth,
         );
-        let (proxy_pem, proxy_key_pem) =
-            issue(&front_proxy_ca, &proxy_client, "front-proxy client certificate")?;
+        let (proxy_pem, proxy_key_pem) = issue(
+            &front_proxy_ca,
+            &proxy_client,
+            "front-proxy client certificate",
+        )?;
 
         let sa = key("service-account key")?;
 
@@ -274,7 +273,10 @@ mod tests {
         let pki = Pki::generate(&dir, Ipv4Addr::new(10, 96, 0, 1)).expect("pki");
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
-        let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         assert_eq!(files.len(), 12, "{files:?}");
         for f in files {
             assert_eq!(mode(&f), 0o600, "{}", f.display());
@@ -305,8 +307,14 @@ mod tests {
         for dns in APISERVER_DNS_NAMES {
             assert!(names.contains(&dns.to_string()), "{names:?}");
         }
-        assert!(names.contains(&format!("{:?}", [127u8, 0, 0, 1].as_slice())), "{names:?}");
-        assert!(names.contains(&format!("{:?}", [10u8, 96, 0, 1].as_slice())), "{names:?}");
+        assert!(
+            names.contains(&format!("{:?}", [127u8, 0, 0, 1].as_slice())),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&format!("{:?}", [10u8, 96, 0, 1].as_slice())),
+            "{names:?}"
+        );
         let eku = cert.extended_key_usage().unwrap().unwrap().value;
         assert!(eku.server_auth && !eku.client_auth);
     }
@@ -321,14 +329,23 @@ mod tests {
         let (_, admin) = X509Certificate::from_der(&admin_der).unwrap();
         assert!(ca.is_ca());
         assert_eq!(admin.issuer(), ca.subject());
-        admin.verify_signature(Some(ca.public_key())).expect("signed by the CA");
+        admin
+            .verify_signature(Some(ca.public_key()))
+            .expect("signed by the CA");
         let org: Vec<_> = admin
             .subject()
             .iter_organization()
             .map(|o| o.as_str().unwrap().to_string())
             .collect();
         assert_eq!(org, vec!["system:masters"]);
-        assert!(admin.extended_key_usage().unwrap().unwrap().value.client_auth);
+        assert!(
+            admin
+                .extended_key_usage()
+                .unwrap()
+                .unwrap()
+                .value
+                .client_auth
+        );
     }
 
     #[test]
@@ -349,6 +366,12 @@ mod tests {
             .map(|c| c.as_str().unwrap().to_string())
             .collect();
         assert_eq!(cn, vec![FRONT_PROXY_CLIENT_CN]);
-        assert_ne!(fp_ca.subject(), X509Certificate::from_der(&parse(&pki.ca_pem)).unwrap().1.subject());
+        assert_ne!(
+            fp_ca.subject(),
+            X509Certificate::from_der(&parse(&pki.ca_pem))
+                .unwrap()
+                .1
+                .subject()
+        );
     }
 }

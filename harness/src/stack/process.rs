@@ -359,6 +359,11 @@ mod tests {
         let pgid = nix::unistd::getpgid(Some(Pid::from_raw(pid as i32))).unwrap();
         assert_eq!(pgid.as_raw(), pid as i32, "own process group");
         assert!(p.exit_status().is_none());
+        // Right after spawn the child may still be between setpriv's exec and the shell's.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pids_referencing(dir.path()) != vec![pid] && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(pids_referencing(dir.path()), vec![pid]);
         drop(p);
         assert!(pids_referencing(dir.path()).is_empty());

@@ -2,10 +2,12 @@
 //! timeout reports what was last seen and where the component's log is; a watched process
 //! that exits ends the wait at once with its exit status and the tail of its log.
 
-use super::process::{describe_exit, ManagedProcess};
+use super::process::{describe_exit, log_tail, ManagedProcess};
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+const NOTHING_YET: &str = "nothing yet";
 
 /// One probe's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,9 +23,10 @@ pub enum Probe {
 pub enum WaitError {
     /// The deadline passed.
     #[error(
-        "timed out after {:.1}s waiting for {what}; last seen: {last_seen}{}",
+        "timed out after {:.1}s waiting for {what}; last seen: {last_seen}{}{}",
         waited.as_secs_f64(),
-        log.as_ref().map(|l| format!("; log: {}", l.display())).unwrap_or_default()
+        log.as_ref().map(|l| format!("; log: {}", l.display())).unwrap_or_default(),
+        if tail.is_empty() { String::new() } else { format!("\n{tail}") }
     )]
     Timeout {
         /// The condition, e.g. "kube-apiserver /readyz ok".
@@ -34,6 +37,9 @@ pub enum WaitError {
         last_seen: String,
         /// The log of the component the condition is about.
         log: Option<PathBuf>,
+        /// The last lines of that log (the run directory may be gone by the time the error is
+        /// read).
+        tail: String,
     },
     /// A watched component exited while waiting.
     #[error("{component} exited ({status}) while waiting for {what}; log: {}\n{tail}", log.display())]
@@ -105,7 +111,7 @@ impl<'a> Wait<'a> {
     {
         let start = Instant::now();
         let deadline = start + self.timeout;
-        let mut last_seen = "nothing yet".to_string();
+        let mut last_seen = NOTHING_YET.to_string();
         let mut interval = Duration::from_millis(20);
         loop {
             self.check_watched()?;
@@ -113,15 +119,25 @@ impl<'a> Wait<'a> {
             match tokio::time::timeout(remaining, probe()).await {
                 Ok(Probe::Ready) => return Ok(start.elapsed()),
                 Ok(Probe::NotYet(seen)) => last_seen = seen,
-                Err(_) => last_seen = format!("{last_seen} (then a probe hung)"),
+                // Cut off by the deadline: what the previous probe saw is still the news.
+                Err(_) if last_seen == NOTHING_YET => {
+                    last_seen = "no answer before the deadline".into()
+                }
+                Err(_) => {}
             }
             if Instant::now() >= deadline {
                 self.check_watched()?;
+                let tail = self
+                    .log
+                    .as_deref()
+                    .map(|l| log_tail(l, 10))
+                    .unwrap_or_default();
                 return Err(WaitError::Timeout {
                     what: self.what,
                     waited: start.elapsed(),
                     last_seen,
                     log: self.log,
+                    tail,
                 });
             }
             let pause = interval.min(deadline.saturating_duration_since(Instant::now()));
@@ -180,7 +196,10 @@ mod tests {
             .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("waiting for the impossible"), "{text}");
-        assert!(text.contains("last seen: still 0 of 3 nodes Ready"), "{text}");
+        assert!(
+            text.contains("last seen: still 0 of 3 nodes Ready"),
+            "{text}"
+        );
         assert!(text.contains("log: /tmp/x.log"), "{text}");
     }
 }

@@ -1,0 +1,216 @@
+//! The multi-tenant Mimir-API backend of the local provider: Cortex (Apache-2.0, the project
+//! Mimir grew from; same `X-Scope-OrgID` tenancy, `/prometheus` query prefix and
+//! `/api/v1/push` remote write) as one host process with filesystem storage in the run dir.
+
+use crate::stack::process::{ManagedProcess, ProcessSpec};
+use crate::stack::wait::{Probe, Wait};
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The query prefix, as Mimir serves it.
+pub const PROMETHEUS_PREFIX: &str = "/prometheus";
+
+/// A running backend.
+#[derive(Debug)]
+pub struct MimirApiBackend {
+    process: ManagedProcess,
+    http_port: u16,
+    config: PathBuf,
+}
+
+/// Why the backend did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// Files or ports.
+    #[error("Mimir-API backend (Cortex) setup failed: {0}")]
+    Setup(String),
+    /// The process.
+    #[error(transparent)]
+    Process(#[from] crate::stack::error::StackError),
+    /// Readiness.
+    #[error(transparent)]
+    Wait(#[from] crate::stack::wait::WaitError),
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+/// The Cortex configuration: single process, auth (tenancy) enabled, in-memory rings,
+/// filesystem blocks storage under `dir`, everything on loopback.
+pub fn config(dir: &Path, http_port: u16, grpc_port: u16) -> String {
+    let d = dir.display();
+    format!(
+        r#"# Written by keda-conformance: Cortex as the multi-tenant Mimir-API backend.
+target: all
+auth_enabled: true
+server:
+  http_listen_address: 127.0.0.1
+  http_listen_port: {http_port}
+  grpc_listen_address: 127.0.0.1
+  grpc_listen_port: {grpc_port}
+  log_level: warn
+api:
+  prometheus_http_prefix: {PROMETHEUS_PREFIX}
+distributor:
+  shard_by_all_labels: true
+  ring:
+    instance_addr: 127.0.0.1
+    kvstore:
+      store: inmemory
+ingester:
+  lifecycler:
+    address: 127.0.0.1
+    min_ready_duration: 0s
+    final_sleep: 0s
+    join_after: 0s
+    observe_period: 0s
+    num_tokens: 64
+    ring:
+      kvstore:
+        store: inmemory
+      replication_factor: 1
+querier:
+  query_ingesters_within: 0
+  active_query_tracker_dir: {d}/active-query-tracker
+blocks_storage:
+  backend: filesystem
+  filesystem:
+    dir: {d}/blocks
+  tsdb:
+    dir: {d}/tsdb
+  bucket_store:
+    sync_dir: {d}/tsdb-sync
+compactor:
+  data_dir: {d}/compactor
+  sharding_ring:
+    instance_addr: 127.0.0.1
+    kvstore:
+      store: inmemory
+store_gateway:
+  sharding_ring:
+    instance_addr: 127.0.0.1
+    kvstore:
+      store: inmemory
+    replication_factor: 1
+ruler:
+  rule_path: {d}/ruler-tmp
+  ring:
+    instance_addr: 127.0.0.1
+    kvstore:
+      store: inmemory
+ruler_storage:
+  backend: local
+  local:
+    directory: {d}/rules
+alertmanager:
+  data_dir: {d}/alertmanager-data
+  external_url: http://127.0.0.1:{http_port}/alertmanager
+  cluster:
+    listen_address: ""
+alertmanager_storage:
+  backend: local
+  local:
+    path: {d}/alertmanager
+"#
+    )
+}
+
+impl MimirApiBackend {
+    /// Starts Cortex with state in `dir` (created), logging to `log`, and waits for `/ready`.
+    ///
+    /// # Errors
+    /// [`BackendError`] with Cortex's log tail when it exits or is not ready in `timeout`.
+    pub async fn start(
+        binary: &Path,
+        dir: &Path,
+        log: &Path,
+        pid_file: &Path,
+        timeout: Duration,
+    ) -> Result<Self, BackendError> {
+        for sub in [
+            "",
+            "blocks",
+            "tsdb",
+            "tsdb-sync",
+            "compactor",
+            "rules",
+            "ruler-tmp",
+            "alertmanager",
+            "alertmanager-data",
+        ] {
+            let d = dir.join(sub);
+            std::fs::create_dir_all(&d)
+                .map_err(|e| BackendError::Setup(format!("{}: {e}", d.display())))?;
+        }
+        let http_port = free_port().map_err(|e| BackendError::Setup(e.to_string()))?;
+        let grpc_port = free_port().map_err(|e| BackendError::Setup(e.to_string()))?;
+        let config_path = dir.join("cortex.yaml");
+        std::fs::write(&config_path, config(dir, http_port, grpc_port))
+            .map_err(|e| BackendError::Setup(format!("{}: {e}", config_path.display())))?;
+        let process = ManagedProcess::spawn(&ProcessSpec {
+            name: "cortex".into(),
+            program: binary.to_path_buf(),
+            args: vec![format!("-config.file={}", config_path.display())],
+            log: log.to_path_buf(),
+            pid_file: pid_file.to_path_buf(),
+        })?;
+        let backend = Self {
+            process,
+            http_port,
+            config: config_path,
+        };
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| BackendError::Setup(e.to_string()))?;
+        let url = format!("{}/ready", backend.base_url());
+        Wait::new("Mimir-API backend (Cortex) /ready", timeout)
+            .watching([&backend.process])
+            .until(|| {
+                let client = client.clone();
+                let url = url.clone();
+                async move {
+                    match client.get(&url).send().await {
+                        Ok(r) if r.status().is_success() => Probe::Ready,
+                        Ok(r) => Probe::NotYet(format!(
+                            "/ready answered {}: {}",
+                            r.status(),
+                            r.text().await.unwrap_or_default().trim()
+                        )),
+                        Err(e) => Probe::NotYet(format!("/ready: {e}")),
+                    }
+                }
+            })
+            .await?;
+        Ok(backend)
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// The Prometheus API base a trigger's serverAddress points at.
+    pub fn prometheus_url(&self) -> String {
+        format!("{}{PROMETHEUS_PREFIX}", self.base_url())
+    }
+
+    /// The remote-write endpoint.
+    pub fn push_url(&self) -> String {
+        format!("{}/api/v1/push", self.base_url())
+    }
+
+    /// The process (for RSS and liveness).
+    pub fn process(&self) -> &ManagedProcess {
+        &self.process
+    }
+
+    /// The configuration file written.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+}

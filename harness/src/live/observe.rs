@@ -1,0 +1,261 @@
+//! Reads the cluster state a verdict rests on: the workload's replicas, the ScaledObject's
+//! conditions, the HPA KEDA made, and events, as plain data for assertions and evidence.
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde::Serialize;
+
+/// A scale target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Workload {
+    /// Deployment or StatefulSet.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+}
+
+/// Replica counts observed on a workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Replicas {
+    /// spec.replicas.
+    pub spec: i32,
+    /// status.replicas.
+    pub status: i32,
+    /// status.readyReplicas.
+    pub ready: i32,
+}
+
+/// Reads the workload's replica counts.
+///
+/// # Errors
+/// The API error.
+pub async fn replicas(client: &kube::Client, w: &Workload) -> Result<Replicas, kube::Error> {
+    if w.kind == "StatefulSet" {
+        let s = Api::<StatefulSet>::namespaced(client.clone(), &w.namespace)
+            .get(&w.name)
+            .await?;
+        let st = s.status.unwrap_or_default();
+        Ok(Replicas {
+            spec: s.spec.and_then(|x| x.replicas).unwrap_or(1),
+            status: st.replicas,
+            ready: st.ready_replicas.unwrap_or(0),
+        })
+    } else {
+        let d = Api::<Deployment>::namespaced(client.clone(), &w.namespace)
+            .get(&w.name)
+            .await?;
+        let st = d.status.unwrap_or_default();
+        Ok(Replicas {
+            spec: d.spec.and_then(|x| x.replicas).unwrap_or(1),
+            status: st.replicas.unwrap_or(0),
+            ready: st.ready_replicas.unwrap_or(0),
+        })
+    }
+}
+
+/// A condition of a ScaledObject or HPA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Condition {
+    /// Type (Ready, Active, Fallback, ScalingActive, AbleToScale, ...).
+    pub type_: String,
+    /// "True", "False" or "Unknown".
+    pub status: String,
+    /// Reason.
+    pub reason: String,
+    /// Message.
+    pub message: String,
+}
+
+fn scaled_object_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject");
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, "scaledobjects"),
+    )
+}
+
+/// A ScaledObject as JSON, if it exists.
+///
+/// # Errors
+/// The API error (not-found is `Ok(None)`).
+pub async fn scaled_object(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<serde_json::Value>, kube::Error> {
+    match scaled_object_api(client, ns).get_opt(name).await? {
+        Some(o) => Ok(serde_json::to_value(o).ok()),
+        None => Ok(None),
+    }
+}
+
+/// The conditions in a ScaledObject's status.
+pub fn scaled_object_conditions(so: &serde_json::Value) -> Vec<Condition> {
+    so["status"]["conditions"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| Condition {
+                    type_: c["type"].as_str().unwrap_or_default().into(),
+                    status: c["status"].as_str().unwrap_or_default().into(),
+                    reason: c["reason"].as_str().unwrap_or_default().into(),
+                    message: c["message"].as_str().unwrap_or_default().into(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The HPA KEDA created for a ScaledObject (`keda-hpa-<name>` unless renamed).
+///
+/// # Errors
+/// The API error (not-found is `Ok(None)`).
+pub async fn hpa(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<HorizontalPodAutoscaler>, kube::Error> {
+    Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+}
+
+/// The HPA's conditions.
+pub fn hpa_conditions(h: &HorizontalPodAutoscaler) -> Vec<Condition> {
+    h.status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| Condition {
+            type_: c.type_,
+            status: c.status,
+            reason: c.reason.unwrap_or_default(),
+            message: c.message.unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// The external metric values the HPA last read (name, current value), as text.
+pub fn hpa_metric_values(h: &HorizontalPodAutoscaler) -> Vec<(String, String)> {
+    h.status
+        .as_ref()
+        .and_then(|s| s.current_metrics.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| {
+            let e = m.external?;
+            let v = e
+                .current
+                .average_value
+                .or(e.current.value)
+                .map(|q| q.0)
+                .unwrap_or_default();
+            Some((e.metric.name, v))
+        })
+        .collect()
+}
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventLine {
+    /// Kind/name of the object.
+    pub object: String,
+    /// Normal or Warning.
+    pub type_: String,
+    /// Reason.
+    pub reason: String,
+    /// Message.
+    pub message: String,
+    /// How many times.
+    pub count: i32,
+}
+
+/// Events in a namespace, oldest first.
+///
+/// # Errors
+/// The API error.
+pub async fn events(client: &kube::Client, ns: &str) -> Result<Vec<EventLine>, kube::Error> {
+    let mut list = Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    list.sort_by_key(|e| {
+        e.last_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .or(e.event_time.as_ref().map(|t| t.0))
+    });
+    Ok(list
+        .into_iter()
+        .map(|e| EventLine {
+            object: format!(
+                "{}/{}",
+                e.involved_object.kind.unwrap_or_default(),
+                e.involved_object.name.unwrap_or_default()
+            ),
+            type_: e.type_.unwrap_or_default(),
+            reason: e.reason.unwrap_or_default(),
+            message: e.message.unwrap_or_default(),
+            count: e.count.unwrap_or(1),
+        })
+        .collect())
+}
+
+/// A plain-text dump of the autoscaling state of one ScaledObject, for evidence and failures.
+pub async fn describe(client: &kube::Client, ns: &str, scaled_object_name: &str) -> String {
+    let mut out = String::new();
+    match scaled_object(client, ns, scaled_object_name).await {
+        Ok(Some(so)) => {
+            out.push_str(&format!("ScaledObject {ns}/{scaled_object_name}:\n"));
+            for c in scaled_object_conditions(&so) {
+                out.push_str(&format!(
+                    "  {}={} {}: {}\n",
+                    c.type_, c.status, c.reason, c.message
+                ));
+            }
+            out.push_str(&format!("  status: {}\n", so["status"]));
+        }
+        Ok(None) => out.push_str(&format!(
+            "ScaledObject {ns}/{scaled_object_name}: not found\n"
+        )),
+        Err(e) => out.push_str(&format!("ScaledObject {ns}/{scaled_object_name}: {e}\n")),
+    }
+    let hpa_name = format!("keda-hpa-{scaled_object_name}");
+    match hpa(client, ns, &hpa_name).await {
+        Ok(Some(h)) => {
+            let st = h.status.clone().unwrap_or_default();
+            out.push_str(&format!(
+                "HPA {hpa_name}: current {:?} desired {}\n",
+                st.current_replicas, st.desired_replicas
+            ));
+            for c in hpa_conditions(&h) {
+                out.push_str(&format!(
+                    "  {}={} {}: {}\n",
+                    c.type_, c.status, c.reason, c.message
+                ));
+            }
+            for (n, v) in hpa_metric_values(&h) {
+                out.push_str(&format!("  metric {n} = {v}\n"));
+            }
+        }
+        Ok(None) => out.push_str(&format!("HPA {hpa_name}: not found\n")),
+        Err(e) => out.push_str(&format!("HPA {hpa_name}: {e}\n")),
+    }
+    if let Ok(ev) = events(client, ns).await {
+        out.push_str("events:\n");
+        for e in ev {
+            out.push_str(&format!(
+                "  {} {} {} (x{}): {}\n",
+                e.object, e.type_, e.reason, e.count, e.message
+            ));
+        }
+    }
+    out
+}

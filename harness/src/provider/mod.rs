@@ -1,0 +1,150 @@
+//! Cluster providers: each yields a [`Cluster`] handle (kubeconfig, server URL, run
+//! directory); everything after that is shared code. Today: [`local`] (a hermetic control
+//! plane of real binaries, pods simulated by kwok).
+
+pub mod local;
+pub mod registry;
+
+use crate::error::InputError;
+use crate::stack::{kubeconfig, StackError};
+use std::path::PathBuf;
+
+/// Which provider made a cluster.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Real etcd, kube-apiserver, kube-controller-manager and kube-scheduler as host
+    /// processes on 127.0.0.1, with kwok's fake nodes.
+    Local,
+}
+
+impl ProviderKind {
+    /// The provider's name as the CLI spells it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProviderKind::Local => "local",
+        }
+    }
+}
+
+/// A reachable cluster: what every later step (Helm, KEDA, checks) needs from a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// The cluster's name (unique among running clusters).
+    pub name: String,
+    /// Who made it.
+    pub provider: ProviderKind,
+    /// An admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// The apiserver URL.
+    pub server: String,
+    /// The directory holding its state, logs and pid files.
+    pub run_dir: PathBuf,
+}
+
+impl Cluster {
+    /// A client authenticated as the cluster admin.
+    ///
+    /// # Errors
+    /// When the kubeconfig cannot be read or turned into a client.
+    pub async fn client(&self) -> Result<kube::Client, StackError> {
+        kubeconfig::client(&self.kubeconfig).await
+    }
+}
+
+/// Why a provider operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// Bad input or a missing tool; the message names the fix (exit code 2).
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The control plane could not be started.
+    #[error("cannot start cluster {name:?}")]
+    Start {
+        /// The cluster.
+        name: String,
+        /// The cause.
+        #[source]
+        source: Box<StackError>,
+    },
+    /// A running cluster already has this name.
+    #[error(
+        "a cluster named {name:?} is already running (owner pid {owner}); pass another --name or \
+         run `keda-conformance cluster down --name {name}`"
+    )]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// Its owner process, when known.
+        owner: String,
+    },
+    /// No cluster has this name.
+    #[error("no cluster named {name:?} (running or stale: {known})")]
+    NotFound {
+        /// The name asked for.
+        name: String,
+        /// The names that exist, or "none".
+        known: String,
+    },
+    /// No cluster exists at all.
+    #[error("there are no clusters (run directories live in {})", root.display())]
+    NoClusters {
+        /// Where run directories are looked for.
+        root: PathBuf,
+    },
+    /// Several clusters exist and none was named.
+    #[error("{count} clusters exist ({known}); pass --name")]
+    Ambiguous {
+        /// How many.
+        count: usize,
+        /// Their names.
+        known: String,
+    },
+    /// The cluster's owner is still creating its run directory.
+    #[error("cluster {name:?} is still being created; retry in a moment")]
+    Creating {
+        /// The cluster.
+        name: String,
+    },
+    /// The cluster belongs to the calling process itself.
+    #[error("cluster {name:?} is owned by this process; drop (or `down`) its handle instead")]
+    OwnedHere {
+        /// The cluster.
+        name: String,
+    },
+    /// The owner process did not exit after SIGTERM and SIGKILL.
+    #[error("the owner (pid {pid}) of cluster {name:?} did not exit after SIGTERM and SIGKILL")]
+    OwnerStuck {
+        /// The cluster.
+        name: String,
+        /// Its owner.
+        pid: u32,
+    },
+    /// A run-directory file could not be written or read.
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ProviderError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -2,6 +2,7 @@
 # Builds (or finds cached) everything the `local` cluster provider runs, into
 # ~/.cache/keda-conformance/ (override with KEDA_CONFORMANCE_CACHE), keyed by version:
 #   etcd, kube-apiserver/-controller-manager/-scheduler, kwok   (scripts/build-component.sh)
+#   KEDA operator and metrics adapter, Cortex (the Mimir-API backend) for the live tier
 #   kwok's default Stage YAMLs                                   (copied from the kwok module)
 # A warm cache does nothing. Usage: scripts/setup-stack.sh
 # Exit codes: 0 ready, 2 something could not be built or found (the message says what).
@@ -19,9 +20,9 @@ need go "install Go 1.24 or newer"
 need setpriv "install util-linux"
 
 start=$(date +%s)
-# The three builds are independent; kubernetes dominates (about 10 minutes cold on 2 cores).
+# The builds are independent; kubernetes and KEDA dominate (about 8-10 minutes each cold on 2 cores).
 pids=()
-for component in etcd kubernetes kwok; do
+for component in etcd kubernetes kwok keda cortex; do
   "$here/build-component.sh" "$component" >/dev/null &
   pids+=("$!:$component")
 done

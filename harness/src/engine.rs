@@ -6,7 +6,28 @@ use crate::error::InputError;
 use crate::render::{self, RenderOptions, RenderReport};
 use crate::scenario::{Scenario, Step};
 use serde::Serialize;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// What the live steps run on: a runtime, the shared live environment and where evidence goes.
+#[derive(Debug)]
+pub struct LiveContext {
+    /// The async runtime the live steps run on.
+    pub runtime: tokio::runtime::Runtime,
+    /// Cluster, backend and KEDA.
+    pub env: crate::live::env::LiveEnv,
+    /// Evidence directory (one subdirectory per scenario and Helm major).
+    pub out_dir: PathBuf,
+}
+
+/// Which tiers to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Tier {
+    /// Only the render steps (offline, seconds); live steps are reported as not run.
+    Render,
+    /// Render and live steps.
+    All,
+}
 
 /// The outcome of one scenario under one Helm major.
 #[derive(Debug, Clone, Serialize)]
@@ -23,6 +44,10 @@ pub struct ScenarioResult {
     pub reasons: Vec<String>,
     /// The render step's report.
     pub render: Option<RenderReport>,
+    /// The live steps' outcome, when they ran.
+    pub live: Option<crate::live::run::LiveOutcome>,
+    /// Live steps present but not run (`--tier render`).
+    pub live_not_run: bool,
     /// Wall time.
     #[serde(skip)]
     pub elapsed: Duration,
@@ -35,6 +60,7 @@ pub struct ScenarioResult {
 pub fn run(
     scenarios: &[Scenario],
     helm_override: Option<crate::chart::helm::HelmMajor>,
+    live: Option<&LiveContext>,
 ) -> Result<Vec<ScenarioResult>, InputError> {
     let mut out = Vec::new();
     for s in scenarios {
@@ -42,7 +68,7 @@ pub fn run(
             if helm_override.map(|h| h != helm.0).unwrap_or(false) {
                 continue;
             }
-            out.push(run_one(s, helm.0)?);
+            out.push(run_one(s, helm.0, live)?);
         }
     }
     Ok(out)
@@ -51,6 +77,7 @@ pub fn run(
 fn run_one(
     s: &Scenario,
     helm: crate::chart::helm::HelmMajor,
+    live: Option<&LiveContext>,
 ) -> Result<ScenarioResult, InputError> {
     let started = Instant::now();
     let mut reasons = Vec::new();
@@ -189,16 +216,32 @@ fn run_one(
                 }
                 render_report = Some(report);
             }
-            live => {
-                reasons.push(format!(
-                    "step {} needs the live tier (work in progress)",
-                    live.keyword()
+            _ => break,
+        }
+    }
+    let has_live = s.steps.iter().any(|st| st.is_live());
+    let mut live_outcome = None;
+    let mut live_not_run = false;
+    if has_live {
+        match (live, &render_report) {
+            (Some(ctx), Some(report)) if reasons.is_empty() => {
+                let outcome = ctx.runtime.block_on(crate::live::run::run(
+                    &ctx.env,
+                    s,
+                    helm,
+                    report,
+                    &ctx.out_dir,
                 ));
-                break;
+                reasons.extend(outcome.reasons.iter().cloned());
+                live_outcome = Some(outcome);
             }
+            (Some(_), _) => reasons.push("live steps not run: the render step failed".into()),
+            (None, _) => live_not_run = true,
         }
     }
     Ok(ScenarioResult {
+        live: live_outcome,
+        live_not_run,
         name: format!("{} [helm {}]", s.name, helm.number()),
         description: s.description.clone(),
         file: s.file.display().to_string(),

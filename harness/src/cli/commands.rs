@@ -80,7 +80,10 @@ fn suites_dir() -> PathBuf {
 }
 
 pub(super) fn run(a: RunArgs) -> Result<i32, InputError> {
-    let suite = a.suite.unwrap_or_else(|| suites_dir().join("default"));
+    let suite = a
+        .suite
+        .clone()
+        .unwrap_or_else(|| suites_dir().join("default"));
     let mut scenarios = scenario::load_suite(&suite)?;
     if let Some(f) = &a.filter {
         scenarios.retain(|s| s.name.contains(f.as_str()));
@@ -92,7 +95,21 @@ pub(super) fn run(a: RunArgs) -> Result<i32, InputError> {
             ));
         }
     }
-    let results = engine::run(&scenarios, a.helm)?;
+    let needs_live = a.tier == engine::Tier::All
+        && scenarios
+            .iter()
+            .any(|s| s.steps.iter().any(|st| st.is_live()));
+    let live = if needs_live {
+        Some(start_live(&scenarios, &a)?)
+    } else {
+        None
+    };
+    let results = engine::run(&scenarios, a.helm, live.as_ref());
+    if let Some(ctx) = live {
+        let engine::LiveContext { runtime, env, .. } = ctx;
+        runtime.block_on(env.stop());
+    }
+    let results = results?;
     let text = match a.format {
         Format::Text => report::run_text(&results, a.verbose),
         Format::Json => report::run_json(&results),
@@ -112,6 +129,64 @@ pub(super) fn run(a: RunArgs) -> Result<i32, InputError> {
         exit_code::PASS
     } else {
         exit_code::FAILED
+    })
+}
+
+/// Starts the live environment once for every scenario of the run.
+fn start_live(
+    scenarios: &[scenario::Scenario],
+    a: &RunArgs,
+) -> Result<engine::LiveContext, InputError> {
+    let nodes = a.nodes.unwrap_or_else(|| {
+        scenarios
+            .iter()
+            .filter_map(|s| s.live.nodes)
+            .max()
+            .unwrap_or(5)
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            InputError::in_environment(
+                "tokio runtime",
+                e.to_string(),
+                "check the machine's thread limits",
+            )
+        })?;
+    std::fs::create_dir_all(&a.out).map_err(|e| {
+        InputError::in_flag(
+            "--out",
+            format!("cannot create {}: {e}", a.out.display()),
+            "pass a writable directory",
+        )
+    })?;
+    let name = format!("run-{}", std::process::id());
+    eprintln!(
+        "starting the live tier: {} provider, {nodes} nodes, KEDA {}, Mimir-API backend Cortex {}",
+        a.provider.as_str(),
+        toolchain::KEDA.version(),
+        toolchain::CORTEX.version()
+    );
+    let env = runtime
+        .block_on(crate::live::env::LiveEnv::start_local(
+            &name,
+            nodes,
+            a.keep,
+            &|line| eprintln!("  {line}"),
+        ))
+        .map_err(|e| {
+            InputError::in_environment(
+                "live tier",
+                e.to_string(),
+                "run `scripts/setup-stack.sh`; see the component log named above",
+            )
+        })?;
+    Ok(engine::LiveContext {
+        runtime,
+        env,
+        out_dir: a.out.clone(),
     })
 }
 

@@ -101,6 +101,21 @@ pub struct RunArgs {
     /// Show passing findings too.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Which tiers to run: `render` (offline) or `all` (render, then live steps on a cluster).
+    #[arg(long, value_enum, default_value = "all")]
+    pub tier: crate::engine::Tier,
+    /// Where live steps run.
+    #[arg(long, value_enum, default_value = "local")]
+    pub provider: crate::provider::ProviderKind,
+    /// Fake nodes of the local cluster (default: the largest `live.nodes` of the scenarios, or 5).
+    #[arg(long)]
+    pub nodes: Option<u32>,
+    /// Evidence directory (timelines for every live scenario, full evidence for failures).
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Keep the cluster's run directory (logs, etcd data) after the run.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// Arguments of `list`.

@@ -40,37 +40,81 @@ impl Drop for Seeder {
 ///
 /// # Errors
 /// The API error.
-pub async fn ready_pods(client: &kube::Client, workload: &Workload, selector: &str) -> Result<Vec<String>, kube::Error> {
-    let pods = Api::<Pod>::namespaced(client.clone(), &workload.namespace).list(&ListParams::default().labels(selector)).await?;
+pub async fn ready_pods(
+    client: &kube::Client,
+    workload: &Workload,
+    selector: &str,
+) -> Result<Vec<String>, kube::Error> {
+    let pods = Api::<Pod>::namespaced(client.clone(), &workload.namespace)
+        .list(&ListParams::default().labels(selector))
+        .await?;
     Ok(pods
         .items
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| p.status.as_ref().and_then(|s| s.conditions.as_ref()).map(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True")).unwrap_or(false))
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .map(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                .unwrap_or(false)
+        })
         .filter_map(|p| p.metadata.name)
         .collect())
 }
 
 impl Seeder {
     /// Starts writing to `push_url` every second; `selector` finds the workload's pods.
-    pub fn start(client: kube::Client, push_url: String, workload: Workload, selector: String) -> Self {
+    pub fn start(
+        client: kube::Client,
+        push_url: String,
+        workload: Workload,
+        selector: String,
+    ) -> Self {
         let state = Arc::new(Mutex::new(SeedState::default()));
         let shared = state.clone();
         let task = tokio::spawn(async move {
-            let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default();
             loop {
                 let snapshot = shared.lock().map(|s| s.clone()).unwrap_or_default();
                 let needs_pods = snapshot.per_pod.values().any(|v| !v.is_empty());
-                let pods = if needs_pods { ready_pods(&client, &workload, &selector).await.unwrap_or_default() } else { Vec::new() };
+                let pods = if needs_pods {
+                    ready_pods(&client, &workload, &selector)
+                        .await
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
                 let mut error = None;
-                let tenants: std::collections::BTreeSet<&String> = snapshot.fixed.keys().chain(snapshot.per_pod.keys()).collect();
+                let tenants: std::collections::BTreeSet<&String> = snapshot
+                    .fixed
+                    .keys()
+                    .chain(snapshot.per_pod.keys())
+                    .collect();
                 for tenant in tenants {
-                    let mut series: Vec<Series> = snapshot.fixed.get(tenant).into_iter().flatten().map(|s| Series { name: s.name.clone(), labels: s.labels.clone(), value: s.value.unwrap_or(1.0) }).collect();
+                    let mut series: Vec<Series> = snapshot
+                        .fixed
+                        .get(tenant)
+                        .into_iter()
+                        .flatten()
+                        .map(|s| Series {
+                            name: s.name.clone(),
+                            labels: s.labels.clone(),
+                            value: s.value.unwrap_or(1.0),
+                        })
+                        .collect();
                     for template in snapshot.per_pod.get(tenant).into_iter().flatten() {
                         for pod in &pods {
                             let mut labels = template.labels.clone();
                             labels.insert("pod".into(), pod.clone());
-                            series.push(Series { name: template.name.clone(), labels, value: template.value.unwrap_or(1.0) });
+                            series.push(Series {
+                                name: template.name.clone(),
+                                labels,
+                                value: template.value.unwrap_or(1.0),
+                            });
                         }
                     }
                     if series.is_empty() {

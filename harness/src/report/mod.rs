@@ -232,6 +232,18 @@ pub fn run_text(results: &[ScenarioResult], verbose: bool) -> String {
         for reason in &r.reasons {
             let _ = writeln!(out, "  - {reason}");
         }
+        if let Some(live) = &r.live {
+            for o in &live.observations {
+                let _ = writeln!(out, "  live {o}");
+            }
+            if let Some(dir) = &live.evidence_dir {
+                let what = if r.passed { "timeline" } else { "evidence" };
+                let _ = writeln!(out, "  {what}: {}", dir.display());
+            }
+        }
+        if r.live_not_run {
+            let _ = writeln!(out, "  live steps not run (--tier render)");
+        }
         if let Some(rep) = &r.render {
             if !r.passed || verbose {
                 let mut inner = String::new();

@@ -1,0 +1,740 @@
+//! Runs the live steps of one scenario on a [`LiveEnv`]: installs the chart with real Helm
+//! (triggers pointed at the backend by a values override), seeds tenants' metrics, and judges
+//! expectations on observed cluster state, sampling a timeline throughout. Leaves evidence.
+
+use super::env::LiveEnv;
+use super::observe::{self, Workload};
+use super::seeder::Seeder;
+use super::timeline::{self, Sample};
+use crate::backend::cortex::MimirApiBackend;
+use crate::backend::query::{instant, keda_value};
+use crate::chart::helm::{Helm, HelmMajor};
+use crate::chart::values::UserValues;
+use crate::checks::TriggerRequest;
+use crate::keda::manifest::{self, Manifest};
+use crate::oracle::HpaModel;
+use crate::render::RenderReport;
+use crate::scenario::{ExpectCondition, ExpectEvent, ExpectReplicas, Scenario, Step};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What a live run concluded.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LiveOutcome {
+    /// Why it failed (empty when every live step held).
+    pub reasons: Vec<String>,
+    /// One line per step: what was observed.
+    pub observations: Vec<String>,
+    /// The timeline.
+    pub timeline: Vec<Sample>,
+    /// Where the evidence is.
+    pub evidence_dir: Option<PathBuf>,
+}
+
+/// What the render tier says about the autoscaling under test.
+#[derive(Debug, Clone)]
+struct Target {
+    scaled_object: String,
+    workload: Workload,
+    selector: String,
+    trigger: TriggerRequest,
+    model: HpaModel,
+    polling: Duration,
+    fallback_replicas: Option<i32>,
+}
+
+fn target_from_render(
+    render: &RenderReport,
+    manifests: &[Manifest],
+    namespace: &str,
+    tolerance: f64,
+) -> Result<Target, String> {
+    let so = manifests
+        .iter()
+        .find(|m| m.is_keda("ScaledObject"))
+        .ok_or("the chart renders no ScaledObject")?;
+    let spec = &so.body["spec"];
+    let kind = spec["scaleTargetRef"]["kind"]
+        .as_str()
+        .unwrap_or("Deployment")
+        .to_string();
+    let name = spec["scaleTargetRef"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let workload_manifest = manifests
+        .iter()
+        .find(|m| m.kind == kind && m.name == name)
+        .ok_or_else(|| format!("scaleTargetRef {kind}/{name} is not rendered"))?;
+    let selector = workload_manifest.body["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let trigger = render
+        .verdict
+        .requests
+        .iter()
+        .find(|r| r.subject.starts_with(&format!("ScaledObject/{} ", so.name)))
+        .cloned()
+        .ok_or("the ScaledObject has no prometheus trigger KEDA can parse")?;
+    let int = |v: &Value| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    };
+    let model = HpaModel {
+        target: trigger.config.threshold,
+        metric_type: trigger.config.metric_type,
+        min_replicas: int(&spec["minReplicaCount"]).unwrap_or(0).max(0) as u32,
+        max_replicas: int(&spec["maxReplicaCount"]).unwrap_or(100).max(0) as u32,
+        tolerance,
+    };
+    Ok(Target {
+        scaled_object: so.name.clone(),
+        workload: Workload {
+            kind,
+            name,
+            namespace: namespace.to_string(),
+        },
+        selector,
+        trigger,
+        model,
+        polling: Duration::from_secs(int(&spec["pollingInterval"]).unwrap_or(30).max(1) as u64),
+        fallback_replicas: int(&spec["fallback"]["replicas"]).map(|r| r as i32),
+    })
+}
+
+/// Points every `metadata.serverAddress` under a `triggers` list at `address`; returns how
+/// many were replaced.
+pub fn override_server_address(values: &mut Value, address: &str) -> usize {
+    fn walk(v: &mut Value, in_triggers: bool, address: &str, n: &mut usize) {
+        match v {
+            Value::Object(m) => {
+                if in_triggers {
+                    if let Some(Value::Object(meta)) = m.get_mut("metadata") {
+                        if meta.contains_key("serverAddress") {
+                            meta.insert("serverAddress".into(), Value::String(address.into()));
+                            *n += 1;
+                        }
+                    }
+                }
+                for (k, child) in m.iter_mut() {
+                    walk(child, k == "triggers", address, n);
+                }
+            }
+            Value::Array(a) => {
+                for child in a {
+                    walk(child, in_triggers, address, n);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut n = 0;
+    walk(values, false, address, &mut n);
+    n
+}
+
+fn namespace_for(scenario: &str, helm: HelmMajor) -> String {
+    let mut base: String = scenario
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    base.truncate(40);
+    let suffix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() % 100_000)
+        .unwrap_or(0);
+    format!("{}-h{}-{suffix}", base.trim_end_matches('-'), helm.number())
+}
+
+struct Shared {
+    samples: Vec<Sample>,
+    step: String,
+}
+
+/// Runs the live steps of `scenario` (everything after `render`).
+pub async fn run(
+    env: &LiveEnv,
+    scenario: &Scenario,
+    helm: HelmMajor,
+    render: &RenderReport,
+    out_dir: &Path,
+) -> LiveOutcome {
+    let mut outcome = LiveOutcome::default();
+    let namespace = namespace_for(&scenario.name, helm);
+    let manifests = manifest::split(&render.rendered).unwrap_or_default();
+    let target = match target_from_render(render, &manifests, &namespace, env.hpa.tolerance) {
+        Ok(t) => t,
+        Err(e) => {
+            outcome
+                .reasons
+                .push(format!("cannot run the live steps: {e}"));
+            return outcome;
+        }
+    };
+    let client = env.client().clone();
+    let backend = match env.start_backend(&namespace).await {
+        Ok(b) => b,
+        Err(e) => {
+            outcome
+                .reasons
+                .push(format!("cannot start the Mimir-API backend: {e}"));
+            return outcome;
+        }
+    };
+    let started = Instant::now();
+    let shared = Arc::new(Mutex::new(Shared {
+        samples: Vec::new(),
+        step: "install".into(),
+    }));
+    let mut seeder: Option<Seeder> = None;
+    let mut sampler: Option<tokio::task::JoinHandle<()>> = None;
+    let mut installed: Option<(Helm, tempfile_guard::Guard)> = None;
+    for step in scenario.steps.iter().filter(|s| s.is_live()) {
+        if let Ok(mut s) = shared.lock() {
+            s.step = step.keyword().to_string();
+        }
+        let result: Result<String, String> = match step {
+            Step::Install(_) => match install(env, &backend, scenario, helm, &namespace).await {
+                Ok((h, guard, line)) => {
+                    installed = Some((h, guard));
+                    seeder = Some(Seeder::start(
+                        client.clone(),
+                        backend.push_url(),
+                        target.workload.clone(),
+                        target.selector.clone(),
+                    ));
+                    sampler = Some(spawn_sampler(
+                        client.clone(),
+                        backend.prometheus_url(),
+                        target.clone(),
+                        shared.clone(),
+                        started,
+                    ));
+                    Ok(line)
+                }
+                Err(e) => Err(e),
+            },
+            Step::Seed(s) => match &seeder {
+                Some(seeder) => {
+                    seeder.set(&s.tenant, s.series.clone(), s.per_ready_pod.clone());
+                    Ok(format!(
+                        "seeded tenant {}: {} series, {} per Ready pod",
+                        s.tenant,
+                        s.series.len(),
+                        s.per_ready_pod.len()
+                    ))
+                }
+                None => Err("seed before install".into()),
+            },
+            Step::ExpectReplicas(e) => {
+                expect_replicas(env, &backend, &client, &target, e, &shared, seeder.as_ref()).await
+            }
+            Step::ExpectCondition(c) => expect_condition(&client, &target, c).await,
+            Step::ExpectEvent(e) => expect_event(&client, &target, e).await,
+            Step::Wait(w) => {
+                tokio::time::sleep(w.duration.0).await;
+                Ok(format!("waited {:?}", w.duration.0))
+            }
+            Step::Render(_) => Ok(String::new()),
+        };
+        match result {
+            Ok(line) => outcome
+                .observations
+                .push(format!("{}: {line}", step.keyword())),
+            Err(reason) => {
+                outcome
+                    .reasons
+                    .push(format!("{}: {reason}", step.keyword()));
+                break;
+            }
+        }
+    }
+    if let Some(s) = sampler.take() {
+        s.abort();
+    }
+    drop(seeder);
+    outcome.timeline = shared.lock().map(|s| s.samples.clone()).unwrap_or_default();
+    let dir = out_dir.join(format!("{}-helm{}", scenario.name, helm.number()));
+    let verdict = if outcome.reasons.is_empty() {
+        "PASS"
+    } else {
+        "FAIL"
+    };
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(dir.join("timeline.csv"), timeline::csv(&outcome.timeline));
+        let _ = std::fs::write(
+            dir.join("timeline.svg"),
+            timeline::svg(
+                &outcome.timeline,
+                &format!("{} [helm {}]: {verdict}", scenario.name, helm.number()),
+            ),
+        );
+        if !outcome.reasons.is_empty() {
+            write_evidence(
+                env, &backend, &client, &target, &namespace, render, &outcome, &dir,
+            )
+            .await;
+        }
+        outcome.evidence_dir = Some(dir);
+    }
+    if let Some((h, _guard)) = installed {
+        let _ = h.run(
+            &[
+                "uninstall".into(),
+                scenario.release.clone(),
+                "--namespace".into(),
+                namespace.clone(),
+                "--wait".into(),
+                "--timeout".into(),
+                "60s".into(),
+            ],
+            Some(&env.kubeconfig()),
+        );
+        let ns_api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+            kube::Api::all(client.clone());
+        let _ = ns_api.delete(&namespace, &Default::default()).await;
+    }
+    drop(backend);
+    outcome
+}
+
+mod tempfile_guard {
+    /// Keeps a temporary directory (the prepared chart, the values override) alive.
+    pub struct Guard(#[allow(dead_code)] pub Vec<Box<dyn std::any::Any + Send>>);
+}
+
+async fn install(
+    env: &LiveEnv,
+    backend: &MimirApiBackend,
+    scenario: &Scenario,
+    helm: HelmMajor,
+    namespace: &str,
+) -> Result<(Helm, tempfile_guard::Guard, String), String> {
+    let h = Helm::locate(helm).map_err(|e| e.to_string())?;
+    let chart = crate::chart::source::prepare(&scenario.chart, scenario.version.as_deref())
+        .map_err(|e| e.to_string())?;
+    let mut values = UserValues::load(&scenario.values, &scenario.set)
+        .map_err(|e| e.to_string())?
+        .merged;
+    let address = backend.prometheus_url();
+    let replaced = override_server_address(&mut values, &address);
+    if replaced == 0 {
+        return Err("no trigger metadata.serverAddress in the values to point at the backend; set it in a values file".into());
+    }
+    let tmp =
+        crate::cleanup::TempDir::new("keda-conformance-values-").map_err(|e| e.to_string())?;
+    let override_file = tmp.path().join("live-override.yaml");
+    std::fs::write(
+        &override_file,
+        serde_yaml_ng::to_string(&values).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut args: Vec<String> = vec![
+        "install".into(),
+        scenario.release.clone(),
+        chart.dir.display().to_string(),
+        "--namespace".into(),
+        namespace.into(),
+        "--create-namespace".into(),
+    ];
+    for f in &scenario.values {
+        args.push("-f".into());
+        args.push(
+            std::fs::canonicalize(f)
+                .unwrap_or_else(|_| f.clone())
+                .display()
+                .to_string(),
+        );
+    }
+    args.push("-f".into());
+    args.push(override_file.display().to_string());
+    let kubeconfig = env.kubeconfig();
+    let h2 = h.clone();
+    let out = tokio::task::spawn_blocking(move || h2.run(&args, Some(&kubeconfig)))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let first = out
+        .lines()
+        .find(|l| l.starts_with("STATUS"))
+        .unwrap_or("installed")
+        .to_string();
+    Ok((h, tempfile_guard::Guard(vec![Box::new(chart), Box::new(tmp)]), format!("helm {} install {} in {namespace} ({first}); {replaced} trigger(s) pointed at {address}", helm.number(), scenario.release)))
+}
+
+/// The oracle's view now: KEDA's value for the trigger (or its error) and the expected count.
+async fn oracle(
+    http: &reqwest::Client,
+    base: &str,
+    target: &Target,
+    current: i32,
+    ready: i32,
+) -> (Result<f64, String>, Option<i32>) {
+    let headers: Vec<(String, String)> = target
+        .trigger
+        .config
+        .custom_headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let answer = instant(http, base, &target.trigger.config.query, &headers).await;
+    let value = match answer {
+        Ok(a) => keda_value(
+            &a,
+            &target.trigger.config.query,
+            target.trigger.config.ignore_null_values,
+        ),
+        Err(e) => Err(e.to_string()),
+    };
+    let expected = match &value {
+        Ok(v)
+            if target.model.min_replicas == 0
+                && *v <= target.trigger.config.activation_threshold =>
+        {
+            Some(0)
+        }
+        Ok(v) => Some(
+            target
+                .model
+                .desired(*v, current.max(0) as u32, ready.max(0) as u32) as i32,
+        ),
+        Err(_) => target.fallback_replicas,
+    };
+    (value, expected)
+}
+
+fn spawn_sampler(
+    client: kube::Client,
+    base: String,
+    target: Target,
+    shared: Arc<Mutex<Shared>>,
+    started: Instant,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .unwrap_or_default();
+        loop {
+            let r = observe::replicas(&client, &target.workload)
+                .await
+                .unwrap_or_default();
+            let (value, expected) = oracle(&http, &base, &target, r.spec, r.ready).await;
+            let hpa_desired = observe::hpa(
+                &client,
+                &target.workload.namespace,
+                &format!("keda-hpa-{}", target.scaled_object),
+            )
+            .await
+            .ok()
+            .flatten()
+            .and_then(|h| h.status.map(|s| s.desired_replicas));
+            if let Ok(mut s) = shared.lock() {
+                let step = s.step.clone();
+                s.samples.push(Sample {
+                    t: started.elapsed().as_secs_f64(),
+                    metric: value.as_ref().ok().copied(),
+                    metric_error: value.err(),
+                    expected,
+                    hpa_desired,
+                    spec: r.spec,
+                    ready: r.ready,
+                    step,
+                });
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
+/// The default deadline for reaching a replica count: one polling interval (activation), the
+/// HPA's sync periods for scale-up, its downscale stabilization for scale-down, and room for
+/// pods to become Ready.
+fn default_deadline(env: &LiveEnv, target: &Target) -> Duration {
+    target.polling
+        + env.hpa.sync_period * 4
+        + env.hpa.downscale_stabilization
+        + Duration::from_secs(30)
+}
+
+async fn expect_replicas(
+    env: &LiveEnv,
+    backend: &MimirApiBackend,
+    client: &kube::Client,
+    target: &Target,
+    e: &ExpectReplicas,
+    shared: &Arc<Mutex<Shared>>,
+    seeder: Option<&Seeder>,
+) -> Result<String, String> {
+    let within = e
+        .within
+        .map(|s| s.0)
+        .unwrap_or_else(|| default_deadline(env, target));
+    let hold = e.hold.map(|s| s.0).unwrap_or(Duration::from_secs(10));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let base = backend.prometheus_url();
+    let start = Instant::now();
+    let mut converged_at: Option<(Instant, i32)> = None;
+    loop {
+        let r = observe::replicas(client, &target.workload)
+            .await
+            .map_err(|e| {
+                format!(
+                    "reading {}/{}: {e}",
+                    target.workload.kind, target.workload.name
+                )
+            })?;
+        let (value, oracle_expected) = oracle(&http, &base, target, r.spec, r.ready).await;
+        let expected = if e.oracle { oracle_expected } else { e.exact };
+        let metric = match &value {
+            Ok(v) => format!("metric {v}"),
+            Err(err) => format!("KEDA would error: {err}"),
+        };
+        let last = format!(
+            "spec {} status {} ready {}; {metric}; expected {}",
+            r.spec,
+            r.status,
+            r.ready,
+            expected
+                .map(|x| x.to_string())
+                .unwrap_or_else(|| "unknown".into())
+        );
+        let settled = expected
+            .map(|x| r.spec == x && r.status == x && r.ready == x)
+            .unwrap_or(false);
+        match (settled, converged_at) {
+            (true, None) => converged_at = Some((Instant::now(), r.ready)),
+            (true, Some((since, n))) if Instant::now().duration_since(since) >= hold => {
+                return Ok(format!(
+                    "{n} replicas Ready after {:.0}s and held for {:.0}s ({metric})",
+                    since.duration_since(start).as_secs_f64(),
+                    hold.as_secs_f64()
+                ));
+            }
+            (false, Some((since, n))) => {
+                if e.exact.is_some() || oracle_expected == Some(n) {
+                    // The workload moved away from a count it had reached: that is flapping.
+                    return Err(format!(
+                        "reached {n} replicas but did not hold them: after {:.0}s saw {last}",
+                        Instant::now().duration_since(since).as_secs_f64()
+                    ));
+                }
+                converged_at = None;
+            }
+            _ => {}
+        }
+        if start.elapsed() > within + hold {
+            let seed = seeder
+                .map(|s| s.state())
+                .and_then(|s| s.last_error)
+                .map(|e| format!("; last remote-write error: {e}"))
+                .unwrap_or_default();
+            let flaps = shared.lock().map(|s| count_flaps(&s.samples)).unwrap_or(0);
+            let flap_note = if flaps > 1 {
+                format!("; replicas changed direction {flaps} times (flapping)")
+            } else {
+                String::new()
+            };
+            return Err(format!(
+                "did not reach {} within {:.0}s (+{:.0}s hold): last seen {last}{seed}{flap_note}",
+                expected
+                    .map(|x| x.to_string())
+                    .unwrap_or_else(|| "a computable count".into()),
+                within.as_secs_f64(),
+                hold.as_secs_f64()
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// How many times the spec replica count reversed direction.
+pub fn count_flaps(samples: &[Sample]) -> usize {
+    let mut dirs = Vec::new();
+    for w in samples.windows(2) {
+        let d = w[1].spec - w[0].spec;
+        if d != 0 {
+            dirs.push(d.signum());
+        }
+    }
+    dirs.windows(2).filter(|w| w[0] != w[1]).count()
+}
+
+async fn expect_condition(
+    client: &kube::Client,
+    target: &Target,
+    c: &ExpectCondition,
+) -> Result<String, String> {
+    let within = c.within.map(|s| s.0).unwrap_or(Duration::from_secs(90));
+    let start = Instant::now();
+    let ns = &target.workload.namespace;
+    loop {
+        let conditions = if c.on == "hpa" {
+            observe::hpa(client, ns, &format!("keda-hpa-{}", target.scaled_object))
+                .await
+                .ok()
+                .flatten()
+                .map(|h| observe::hpa_conditions(&h))
+                .unwrap_or_default()
+        } else {
+            observe::scaled_object(client, ns, &target.scaled_object)
+                .await
+                .ok()
+                .flatten()
+                .map(|so| observe::scaled_object_conditions(&so))
+                .unwrap_or_default()
+        };
+        if let Some(found) = conditions.iter().find(|x| {
+            x.type_ == c.type_
+                && x.status == c.status
+                && c.reason.as_ref().map(|r| *r == x.reason).unwrap_or(true)
+                && c.message_contains
+                    .as_ref()
+                    .map(|m| x.message.contains(m.as_str()))
+                    .unwrap_or(true)
+        }) {
+            return Ok(format!(
+                "{} {}={} {}: {}",
+                c.on, found.type_, found.status, found.reason, found.message
+            ));
+        }
+        if start.elapsed() > within {
+            let seen: Vec<String> = conditions
+                .iter()
+                .map(|x| format!("{}={} {}: {}", x.type_, x.status, x.reason, x.message))
+                .collect();
+            return Err(format!(
+                "{} condition {}={}{} not seen within {:.0}s; conditions: {}",
+                c.on,
+                c.type_,
+                c.status,
+                c.reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default(),
+                within.as_secs_f64(),
+                if seen.is_empty() {
+                    "none".into()
+                } else {
+                    seen.join("; ")
+                }
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn expect_event(
+    client: &kube::Client,
+    target: &Target,
+    e: &ExpectEvent,
+) -> Result<String, String> {
+    let within = e.within.map(|s| s.0).unwrap_or(Duration::from_secs(90));
+    let start = Instant::now();
+    loop {
+        let events = observe::events(client, &target.workload.namespace)
+            .await
+            .unwrap_or_default();
+        if let Some(found) = events.iter().find(|x| {
+            x.reason == e.reason
+                && e.message_contains
+                    .as_ref()
+                    .map(|m| x.message.contains(m.as_str()))
+                    .unwrap_or(true)
+        }) {
+            return Ok(format!(
+                "{} {} {}: {}",
+                found.object, found.type_, found.reason, found.message
+            ));
+        }
+        if start.elapsed() > within {
+            let reasons: Vec<String> = events
+                .iter()
+                .map(|x| format!("{} {}", x.object, x.reason))
+                .collect();
+            return Err(format!(
+                "no {} event{} within {:.0}s; events: {}",
+                e.reason,
+                e.message_contains
+                    .as_ref()
+                    .map(|m| format!(" containing {m:?}"))
+                    .unwrap_or_default(),
+                within.as_secs_f64(),
+                reasons.join(", ")
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_evidence(
+    env: &LiveEnv,
+    backend: &MimirApiBackend,
+    client: &kube::Client,
+    target: &Target,
+    namespace: &str,
+    render: &RenderReport,
+    outcome: &LiveOutcome,
+    dir: &Path,
+) {
+    let redactor = crate::report::redactor_for(&[render]);
+    let w = |name: &str, text: &str| {
+        let _ = std::fs::write(dir.join(name), redactor.apply(text));
+    };
+    w("rendered.yaml", &render.rendered);
+    w(
+        "state.txt",
+        &observe::describe(client, namespace, &target.scaled_object).await,
+    );
+    let (op, ad) = env.keda_logs(400);
+    w("keda-operator.log", &op);
+    w("keda-adapter.log", &ad);
+    let http = reqwest::Client::new();
+    let headers: Vec<(String, String)> = target
+        .trigger
+        .config
+        .custom_headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let answer = instant(
+        &http,
+        &backend.prometheus_url(),
+        &target.trigger.config.query,
+        &headers,
+    )
+    .await;
+    w(
+        "backend-answer.txt",
+        &format!(
+            "GET {} with {:?}\n{:#?}\n",
+            target.trigger.config.query, headers, answer
+        ),
+    );
+    w(
+        "verdict.txt",
+        &format!(
+            "reasons:\n{}\nobservations:\n{}\n",
+            outcome.reasons.join("\n"),
+            outcome.observations.join("\n")
+        ),
+    );
+}

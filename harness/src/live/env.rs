@@ -61,7 +61,7 @@ impl LiveEnv {
             nodes,
             ..StackConfig::default()
         };
-        let hpa = stack.hpa.clone();
+        let hpa = stack.hpa;
         let t = Instant::now();
         let cluster = local::up(
             &LocalOptions {

@@ -6,15 +6,17 @@ use super::env::LiveEnv;
 use super::observe::{self, Workload};
 use super::seeder::Seeder;
 use super::timeline::{self, Sample};
-use crate::backend::cortex::MimirApiBackend;
+use crate::backend::cortex::{MimirApiBackend, PROMETHEUS_PREFIX};
 use crate::backend::query::{instant, keda_value};
 use crate::chart::helm::{Helm, HelmMajor};
 use crate::chart::values::UserValues;
 use crate::checks::TriggerRequest;
 use crate::keda::manifest::{self, Manifest};
+use crate::mock::{Behaviour, PrometheusMock, Recorded};
 use crate::oracle::HpaModel;
 use crate::render::RenderReport;
 use crate::scenario::{ExpectCondition, ExpectEvent, ExpectReplicas, Scenario, Step};
+use crate::scenario::{ExpectRequests, MetricsEndpoint};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -203,31 +205,63 @@ pub async fn run(
     let mut seeder: Option<Seeder> = None;
     let mut sampler: Option<tokio::task::JoinHandle<()>> = None;
     let mut installed: Option<(Helm, tempfile_guard::Guard)> = None;
+    // A recording mock (or proxy in front of the backend) when the install step asks for one.
+    let endpoint = scenario.steps.iter().find_map(|s| match s {
+        Step::Install(i) => Some(i.clone()),
+        _ => None,
+    });
+    let mock = match endpoint.as_ref().map(|i| i.metrics) {
+        Some(MetricsEndpoint::Mock) => Some(
+            PrometheusMock::start(
+                PROMETHEUS_PREFIX,
+                endpoint
+                    .as_ref()
+                    .and_then(|i| i.mock.clone())
+                    .unwrap_or(Behaviour::Empty),
+            )
+            .await,
+        ),
+        Some(MetricsEndpoint::Proxy) => Some(
+            PrometheusMock::start(PROMETHEUS_PREFIX, Behaviour::Forward(backend.base_url())).await,
+        ),
+        _ => None,
+    };
+    let trigger_address = mock
+        .as_ref()
+        .map(|m| m.server_address())
+        .unwrap_or_else(|| backend.prometheus_url());
+    // The oracle asks what KEDA asks: the mock when there is one, else the backend.
+    let oracle_base = match endpoint.as_ref().map(|i| i.metrics) {
+        Some(MetricsEndpoint::Mock) => trigger_address.clone(),
+        _ => backend.prometheus_url(),
+    };
     for step in scenario.steps.iter().filter(|s| s.is_live()) {
         if let Ok(mut s) = shared.lock() {
             s.step = step.keyword().to_string();
         }
         let result: Result<String, String> = match step {
-            Step::Install(_) => match install(env, &backend, scenario, helm, &namespace).await {
-                Ok((h, guard, line)) => {
-                    installed = Some((h, guard));
-                    seeder = Some(Seeder::start(
-                        client.clone(),
-                        backend.push_url(),
-                        target.workload.clone(),
-                        target.selector.clone(),
-                    ));
-                    sampler = Some(spawn_sampler(
-                        client.clone(),
-                        backend.prometheus_url(),
-                        target.clone(),
-                        shared.clone(),
-                        started,
-                    ));
-                    Ok(line)
+            Step::Install(_) => {
+                match install(env, &trigger_address, scenario, helm, &namespace).await {
+                    Ok((h, guard, line)) => {
+                        installed = Some((h, guard));
+                        seeder = Some(Seeder::start(
+                            client.clone(),
+                            backend.push_url(),
+                            target.workload.clone(),
+                            target.selector.clone(),
+                        ));
+                        sampler = Some(spawn_sampler(
+                            client.clone(),
+                            oracle_base.clone(),
+                            target.clone(),
+                            shared.clone(),
+                            started,
+                        ));
+                        Ok(line)
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            },
+            }
             Step::Seed(s) => match &seeder {
                 Some(seeder) => {
                     seeder.set(&s.tenant, s.series.clone(), s.per_ready_pod.clone());
@@ -241,8 +275,30 @@ pub async fn run(
                 None => Err("seed before install".into()),
             },
             Step::ExpectReplicas(e) => {
-                expect_replicas(env, &backend, &client, &target, e, &shared, seeder.as_ref()).await
+                expect_replicas(
+                    env,
+                    &oracle_base,
+                    &client,
+                    &target,
+                    e,
+                    &shared,
+                    seeder.as_ref(),
+                )
+                .await
             }
+            Step::SetMock(b) => match &mock {
+                Some(m) => {
+                    m.set_behaviour(b.clone());
+                    Ok(format!("the mock now answers {b:?}"))
+                }
+                None => Err("set_mock needs `install: {metrics: mock}`".into()),
+            },
+            Step::ExpectRequests(e) => match &mock {
+                Some(m) => expect_requests(m, &target, e).await,
+                None => Err(
+                    "expect_requests needs `install: {metrics: mock}` or `{metrics: proxy}`".into(),
+                ),
+            },
             Step::ExpectCondition(c) => expect_condition(&client, &target, c).await,
             Step::ExpectEvent(e) => expect_event(&client, &target, e).await,
             Step::Wait(w) => {
@@ -308,8 +364,151 @@ pub async fn run(
             kube::Api::all(client.clone());
         let _ = ns_api.delete(&namespace, &Default::default()).await;
     }
+    if let (Some(m), Some(dir)) = (&mock, &outcome.evidence_dir) {
+        let redactor = crate::report::redactor_for(&[render]);
+        let lines: Vec<String> = keda_requests(m)
+            .iter()
+            .map(|r| redactor.apply(&serde_json::to_string(&redacted(r)).unwrap_or_default()))
+            .collect();
+        let _ = std::fs::write(dir.join("requests.jsonl"), lines.join("\n") + "\n");
+    }
+    drop(mock);
     drop(backend);
     outcome
+}
+
+/// Header the harness's own queries carry, so they are told apart from KEDA's at the mock.
+pub const ORACLE_MARKER: &str = "X-Keda-Conformance-Oracle";
+
+/// Headers KEDA's HTTP client (Go's net/http) sends on its own.
+const ORDINARY_HEADERS: &[&str] = &["user-agent", "accept-encoding", "host", "connection"];
+
+/// The requests KEDA made (the harness's own queries left out).
+pub fn keda_requests(mock: &PrometheusMock) -> Vec<Recorded> {
+    mock.recorded()
+        .into_iter()
+        .filter(|r| r.header(ORACLE_MARKER).is_none())
+        .collect()
+}
+
+/// A copy with sensitive header values redacted.
+pub fn redacted(r: &Recorded) -> Recorded {
+    let mut r = r.clone();
+    for (n, v) in r.headers.iter_mut() {
+        if crate::redact::is_sensitive_header(n) {
+            *v = crate::redact::REDACTED.to_string();
+        }
+    }
+    r
+}
+
+async fn expect_requests(
+    mock: &PrometheusMock,
+    target: &Target,
+    e: &ExpectRequests,
+) -> Result<String, String> {
+    let within = e.within.map(|s| s.0).unwrap_or(Duration::from_secs(60));
+    let min = e.min_count.unwrap_or(2);
+    let start = Instant::now();
+    let requests = loop {
+        let r = keda_requests(mock);
+        if r.len() >= min {
+            break r;
+        }
+        if start.elapsed() > within {
+            return Err(format!(
+                "KEDA sent {} request(s) to the mock within {:.0}s, expected at least {min}",
+                r.len(),
+                within.as_secs_f64()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let path = format!("{}/api/v1/query", mock.prefix());
+    let mut problems = Vec::new();
+    let configured: Vec<String> = target
+        .trigger
+        .config
+        .custom_headers
+        .keys()
+        .map(|k| k.to_ascii_lowercase())
+        .collect();
+    for (i, r) in requests.iter().enumerate() {
+        let at = format!("request {} at {:.1}s", i + 1, r.at_ms as f64 / 1000.0);
+        if r.method != "GET" || r.path != path {
+            problems.push(format!(
+                "{at}: {} {} (expected GET {path})",
+                r.method, r.path
+            ));
+        }
+        if r.query.get("query") != Some(&target.trigger.config.query) {
+            problems.push(format!(
+                "{at}: query {:?} differs from the rendered {:?}",
+                r.query.get("query"),
+                target.trigger.config.query
+            ));
+        }
+        for (name, value) in &e.headers {
+            match r.header(name) {
+                Some(v) if v == value => {}
+                Some(v) => {
+                    problems.push(format!("{at}: header {name} is {v:?}, expected {value:?}"))
+                }
+                None => problems.push(format!("{at}: header {name} missing")),
+            }
+        }
+        for (k, v) in &e.query_parameters {
+            if r.query.get(k) != Some(v) {
+                problems.push(format!(
+                    "{at}: query parameter {k}={v} missing (got {:?})",
+                    r.query.get(k)
+                ));
+            }
+        }
+        if e.no_other_headers {
+            for (n, _) in &r.headers {
+                let lower = n.to_ascii_lowercase();
+                let expected = e.headers.keys().any(|h| h.eq_ignore_ascii_case(n));
+                if !ORDINARY_HEADERS.contains(&lower.as_str())
+                    && !configured.contains(&lower)
+                    && !expected
+                    && lower != "authorization"
+                {
+                    problems.push(format!(
+                        "{at}: unexpected header {n} (the chart did not configure it)"
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(max) = e.max_interval {
+        let gaps: Vec<u128> = requests
+            .windows(2)
+            .map(|w| w[1].at_ms - w[0].at_ms)
+            .collect();
+        if let Some(worst) = gaps.iter().max() {
+            if *worst > max.0.as_millis() {
+                problems.push(format!(
+                    "the largest gap between requests was {:.1}s, more than {:.1}s",
+                    *worst as f64 / 1000.0,
+                    max.0.as_secs_f64()
+                ));
+            }
+        }
+    }
+    problems.dedup();
+    if problems.is_empty() {
+        let sample = redacted(&requests[0]);
+        let shown: Vec<String> = sample
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}"))
+            .collect();
+        Ok(format!("{} requests from KEDA, all GET {path} with the rendered query; headers of the first: {}", requests.len(), shown.join(", ")))
+    } else {
+        problems.truncate(12);
+        Err(problems.join("; "))
+    }
 }
 
 mod tempfile_guard {
@@ -319,7 +518,7 @@ mod tempfile_guard {
 
 async fn install(
     env: &LiveEnv,
-    backend: &MimirApiBackend,
+    address: &str,
     scenario: &Scenario,
     helm: HelmMajor,
     namespace: &str,
@@ -330,8 +529,7 @@ async fn install(
     let mut values = UserValues::load(&scenario.values, &scenario.set)
         .map_err(|e| e.to_string())?
         .merged;
-    let address = backend.prometheus_url();
-    let replaced = override_server_address(&mut values, &address);
+    let replaced = override_server_address(&mut values, address);
     if replaced == 0 {
         return Err("no trigger metadata.serverAddress in the values to point at the backend; set it in a values file".into());
     }
@@ -391,6 +589,8 @@ async fn oracle(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let mut headers = headers;
+    headers.push((ORACLE_MARKER.to_string(), "1".to_string()));
     let answer = instant(http, base, &target.trigger.config.query, &headers).await;
     let value = match answer {
         Ok(a) => keda_value(
@@ -473,7 +673,7 @@ fn default_deadline(env: &LiveEnv, target: &Target) -> Duration {
 
 async fn expect_replicas(
     env: &LiveEnv,
-    backend: &MimirApiBackend,
+    oracle_base: &str,
     client: &kube::Client,
     target: &Target,
     e: &ExpectReplicas,
@@ -489,7 +689,7 @@ async fn expect_replicas(
         .timeout(Duration::from_secs(3))
         .build()
         .map_err(|e| e.to_string())?;
-    let base = backend.prometheus_url();
+    let base = oracle_base.to_string();
     let start = Instant::now();
     let mut converged_at: Option<(Instant, i32)> = None;
     loop {

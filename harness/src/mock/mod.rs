@@ -39,6 +39,9 @@ pub enum Behaviour {
         /// The answer after the delay.
         then: Box<Behaviour>,
     },
+    /// Record and forward: pass the request (path, query, headers) on to this base URL and
+    /// answer with what it answers.
+    Forward(String),
 }
 
 /// One request the mock received.
@@ -113,6 +116,49 @@ fn answer(b: &Behaviour, tenant: Option<&str>) -> ResponseTemplate {
         Behaviour::Delay { millis, then } => {
             answer(then, tenant).set_delay(Duration::from_millis(*millis))
         }
+        Behaviour::Forward(_) => {
+            ResponseTemplate::new(500).set_body_string("forwarding is answered by the responder")
+        }
+    }
+}
+
+/// Forwards a request to `base` from a plain thread (the responder runs inside the mock
+/// server's runtime, where a blocking client must not run), returning status and body.
+fn forward(base: &str, req: &Request) -> (u16, String) {
+    let url = format!(
+        "{}{}{}",
+        base.trim_end_matches('/'),
+        req.url.path(),
+        req.url.query().map(|q| format!("?{q}")).unwrap_or_default()
+    );
+    let headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| !["host", "content-length", "connection"].contains(&k.as_str()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                v.to_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let handle = std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut r = client.get(&url);
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        let resp = r.send().map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        Ok::<_, String>((status, resp.text().unwrap_or_default()))
+    });
+    match handle.join() {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => (502, format!("forwarding failed: {e}")),
+        Err(_) => (502, "forwarding thread panicked".into()),
     }
 }
 
@@ -128,16 +174,26 @@ impl Respond for Responder {
             .get("x-scope-orgid")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let template = if req.url.path() == format!("{}/api/v1/query", self.prefix) {
-            answer(&behaviour, tenant.as_deref())
-        } else {
-            ResponseTemplate::new(404).set_body_string("not a Prometheus query path")
+        let on_path = req.url.path() == format!("{}/api/v1/query", self.prefix);
+        let (template, status) = match (&behaviour, on_path) {
+            (Behaviour::Forward(base), true) => {
+                let (status, body) = forward(base, req);
+                (
+                    ResponseTemplate::new(status)
+                        .insert_header("Content-Type", "application/json")
+                        .set_body_string(body),
+                    status,
+                )
+            }
+            (_, true) => (
+                answer(&behaviour, tenant.as_deref()),
+                template_status(&behaviour, tenant.as_deref(), true),
+            ),
+            (_, false) => (
+                ResponseTemplate::new(404).set_body_string("not a Prometheus query path"),
+                404,
+            ),
         };
-        let status = template_status(
-            &behaviour,
-            tenant.as_deref(),
-            req.url.path() == format!("{}/api/v1/query", self.prefix),
-        );
         let record = Recorded {
             at_ms: self.started.elapsed().as_millis(),
             method: req.method.to_string(),
@@ -220,6 +276,11 @@ impl PrometheusMock {
         if let Ok(mut cur) = self.behaviour.lock() {
             *cur = b;
         }
+    }
+
+    /// The path prefix the mock serves the query API under.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// Every request received so far.

@@ -94,6 +94,10 @@ pub enum Step {
     ExpectEvent(ExpectEvent),
     /// Let time pass (replicas keep being sampled for the timeline).
     Wait(WaitStep),
+    /// Change how the mock answers from now on.
+    SetMock(crate::mock::Behaviour),
+    /// The requests KEDA sent to the mock or proxy must show these properties.
+    ExpectRequests(ExpectRequests),
 }
 
 impl Step {
@@ -107,6 +111,8 @@ impl Step {
             Step::ExpectCondition(_) => "expect_condition",
             Step::ExpectEvent(_) => "expect_event",
             Step::Wait(_) => "wait",
+            Step::SetMock(_) => "set_mock",
+            Step::ExpectRequests(_) => "expect_requests",
         }
     }
 
@@ -145,6 +151,10 @@ pub enum MetricsEndpoint {
     /// The Mimir-API backend (Cortex on the local provider).
     #[default]
     Backend,
+    /// A recording mock that answers as `mock` says (and `set_mock` changes).
+    Mock,
+    /// A recording proxy in front of the backend: scaling verdict and header evidence at once.
+    Proxy,
 }
 
 /// The install step.
@@ -154,6 +164,37 @@ pub struct InstallStep {
     /// Where serverAddress points (default: the backend).
     #[serde(default)]
     pub metrics: MetricsEndpoint,
+    /// How the mock answers at first (with `metrics: mock`; default an empty result).
+    #[serde(default)]
+    pub mock: Option<crate::mock::Behaviour>,
+}
+
+/// What the requests KEDA sent to the mock or proxy must show.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectRequests {
+    /// Headers every request must carry, name (case-insensitive) to exact value.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Fail on headers beyond these, the trigger's own and KEDA's ordinary ones (default true).
+    #[serde(default = "yes")]
+    pub no_other_headers: bool,
+    /// Query parameters every request must carry.
+    #[serde(default)]
+    pub query_parameters: BTreeMap<String, String>,
+    /// At least this many requests (default 2).
+    #[serde(default)]
+    pub min_count: Option<usize>,
+    /// The largest gap allowed between consecutive requests (KEDA's documented rate).
+    #[serde(default)]
+    pub max_interval: Option<Span>,
+    /// Deadline for `min_count` requests to arrive (default 60s).
+    #[serde(default)]
+    pub within: Option<Span>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One seeded series.
@@ -374,6 +415,26 @@ impl Scenario {
                         "- render",
                         "render must be the first step".into(),
                         "move the render step to the top",
+                    ));
+                }
+                Step::SetMock(_) | Step::ExpectRequests(_)
+                    if !s.steps.iter().any(|x| {
+                        matches!(
+                            x,
+                            Step::Install(InstallStep {
+                                metrics: MetricsEndpoint::Mock | MetricsEndpoint::Proxy,
+                                ..
+                            })
+                        )
+                    }) =>
+                {
+                    return Err(bad(
+                        &format!("- {}", step.keyword()),
+                        format!(
+                            "{} needs `install: {{metrics: mock}}` or `{{metrics: proxy}}`",
+                            step.keyword()
+                        ),
+                        "point the trigger at the mock in the install step",
                     ));
                 }
                 Step::Install(_) => {

@@ -165,6 +165,7 @@ fn namespace_for(scenario: &str, helm: HelmMajor) -> String {
 struct Shared {
     samples: Vec<Sample>,
     step: String,
+    markers: Vec<(f64, String)>,
 }
 
 /// Runs the live steps of `scenario` (everything after `render`).
@@ -201,6 +202,7 @@ pub async fn run(
     let shared = Arc::new(Mutex::new(Shared {
         samples: Vec::new(),
         step: "install".into(),
+        markers: Vec::new(),
     }));
     let mut seeder: Option<Seeder> = None;
     let mut sampler: Option<tokio::task::JoinHandle<()>> = None;
@@ -238,6 +240,27 @@ pub async fn run(
     for step in scenario.steps.iter().filter(|s| s.is_live()) {
         if let Ok(mut s) = shared.lock() {
             s.step = step.keyword().to_string();
+            let label = match step {
+                Step::Seed(seed) => format!(
+                    "seed {} {}",
+                    seed.tenant,
+                    seed.series
+                        .iter()
+                        .filter_map(|x| x.value)
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                Step::ExpectReplicas(e) => format!(
+                    "expect {}",
+                    e.exact
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "oracle".into())
+                ),
+                Step::SetMock(_) => "set_mock".into(),
+                other => other.keyword().to_string(),
+            };
+            s.markers.push((started.elapsed().as_secs_f64(), label));
         }
         let result: Result<String, String> = match step {
             Step::Install(_) => {
@@ -323,6 +346,7 @@ pub async fn run(
         s.abort();
     }
     drop(seeder);
+    let markers = shared.lock().map(|s| s.markers.clone()).unwrap_or_default();
     outcome.timeline = shared.lock().map(|s| s.samples.clone()).unwrap_or_default();
     let dir = out_dir.join(format!("{}-helm{}", scenario.name, helm.number()));
     let verdict = if outcome.reasons.is_empty() {
@@ -336,6 +360,7 @@ pub async fn run(
             dir.join("timeline.svg"),
             timeline::svg(
                 &outcome.timeline,
+                &markers,
                 &format!("{} [helm {}]: {verdict}", scenario.name, helm.number()),
             ),
         );
@@ -591,8 +616,17 @@ async fn oracle(
         .collect();
     let mut headers = headers;
     headers.push((ORACLE_MARKER.to_string(), "1".to_string()));
-    let answer = instant(http, base, &target.trigger.config.query, &headers).await;
-    let value = match answer {
+    // KEDA gives up after the trigger's timeout (its global HTTP timeout, 3 s, by default).
+    let limit = target
+        .trigger
+        .config
+        .timeout
+        .unwrap_or(Duration::from_secs(3));
+    let answer = match tokio::time::timeout(limit, instant(http, base, &target.trigger.config.query, &headers)).await {
+        Ok(a) => a.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("context deadline exceeded (Client.Timeout exceeded while awaiting headers) after {limit:?}")),
+    };
+    let value = match answer.map_err(|e| e.to_string()) {
         Ok(a) => keda_value(
             &a,
             &target.trigger.config.query,

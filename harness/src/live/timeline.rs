@@ -47,8 +47,8 @@ pub fn csv(samples: &[Sample]) -> String {
 }
 
 /// An SVG line chart: replicas (ready, spec, expected) on the left axis, the metric on the
-/// right, steps marked along the top, and the verdict in the title.
-pub fn svg(samples: &[Sample], title: &str) -> String {
+/// right, each step's start marked (`markers`: seconds and label), and the verdict in the title.
+pub fn svg(samples: &[Sample], markers: &[(f64, String)], title: &str) -> String {
     let (w, h, left, right, top, bottom) = (900.0_f64, 420.0_f64, 60.0, 70.0, 50.0, 40.0);
     let plot_w = w - left - right;
     let plot_h = h - top - bottom;
@@ -117,21 +117,34 @@ pub fn svg(samples: &[Sample], title: &str) -> String {
         top + plot_h / 2.0,
         top + plot_h / 2.0
     );
-    // Step boundaries.
-    let mut last_step = "";
-    for s in samples {
-        if s.step != last_step {
-            let xx = x(s.t);
-            let _ = writeln!(
-                out,
-                r##"<line x1="{xx:.1}" y1="{top}" x2="{xx:.1}" y2="{:.1}" stroke="#ccc" stroke-dasharray="3,3"/><text x="{:.1}" y="{:.1}" font-size="10" fill="#555">{}</text>"##,
-                top + plot_h,
-                xx + 2.0,
-                top - 6.0,
-                escape(&s.step)
-            );
-            last_step = &s.step;
-        }
+    // Seconds along the bottom.
+    let step_s = [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0]
+        .into_iter()
+        .find(|d| t_max / d <= 12.0)
+        .unwrap_or(600.0);
+    let mut tick = 0.0;
+    while tick <= t_max {
+        let xx = x(tick);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{xx:.1}" y1="{:.1}" x2="{xx:.1}" y2="{:.1}" stroke="#999"/><text x="{xx:.1}" y="{:.1}" text-anchor="middle" font-size="10">{tick:.0}</text>"##,
+            top + plot_h,
+            top + plot_h + 4.0,
+            top + plot_h + 15.0
+        );
+        tick += step_s;
+    }
+    // Step boundaries (each step's start, labelled).
+    for (i, (t, label)) in markers.iter().enumerate() {
+        let xx = x(*t);
+        let ly = top + 12.0 + (i % 4) as f64 * 12.0;
+        let _ = writeln!(
+            out,
+            r##"<line x1="{xx:.1}" y1="{top}" x2="{xx:.1}" y2="{:.1}" stroke="#bbb" stroke-dasharray="3,3"/><text x="{:.1}" y="{ly:.1}" font-size="10" fill="#555">{}</text>"##,
+            top + plot_h,
+            xx + 2.0,
+            escape(label)
+        );
     }
     let line = |points: Vec<(f64, f64)>, color: &str, dash: &str| {
         let pts: Vec<String> = points
@@ -206,13 +219,14 @@ pub fn svg(samples: &[Sample], title: &str) -> String {
         ("#f0a050", "metric KEDA reads (right axis)"),
         ("#d62728", "KEDA would error"),
     ];
-    for (i, (c, label)) in legend.iter().enumerate() {
-        let lx = left + 10.0 + i as f64 * 165.0;
+    let mut lx = left;
+    for (c, label) in legend {
         let _ = writeln!(
             out,
-            r#"<rect x="{lx:.1}" y="28" width="12" height="4" fill="{c}"/><text x="{:.1}" y="34" font-size="11">{label}</text>"#,
+            r#"<rect x="{lx:.1}" y="29" width="12" height="4" fill="{c}"/><text x="{:.1}" y="35" font-size="11">{label}</text>"#,
             lx + 16.0
         );
+        lx += 16.0 + label.len() as f64 * 6.2 + 14.0;
     }
     out.push_str("</svg>\n");
     out
@@ -263,7 +277,11 @@ mod tests {
         let c = csv(&samples);
         assert_eq!(c.lines().count(), 3);
         assert!(c.contains("5.0,1200,,5,5,5,3,expect_replicas"));
-        let s = svg(&samples, "compactor <pass>");
+        let s = svg(
+            &samples,
+            &[(0.0, "seed tenant-a".into())],
+            "compactor <pass>",
+        );
         assert!(s.starts_with("<svg") && s.contains("&lt;pass&gt;") && s.contains("polyline"));
     }
 }

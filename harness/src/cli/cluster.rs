@@ -176,6 +176,17 @@ fn redirect_output(log: &Path) -> std::io::Result<()> {
 }
 
 fn up(a: &UpArgs) -> Result<i32, InputError> {
+    match a.provider {
+        ProviderKind::Local => {}
+        ProviderKind::Kind => crate::provider::kind::require_docker()?,
+        ProviderKind::Existing => {
+            return Err(InputError::in_flag(
+                "--provider existing",
+                "an existing cluster is not brought up by the harness",
+                "use `keda-conformance run --provider existing --kubeconfig <file>` to run scenarios on it",
+            ))
+        }
+    }
     registry::validate_name(&a.name)?;
     if a.daemon {
         // Its own session: the terminal's Ctrl-C and hangup no longer reach it.

@@ -162,27 +162,81 @@ fn start_live(
             "pass a writable directory",
         )
     })?;
-    let name = format!("run-{}", std::process::id());
-    eprintln!(
-        "starting the live tier: {} provider, {nodes} nodes, KEDA {}, Mimir-API backend Cortex {}",
-        a.provider.as_str(),
-        toolchain::KEDA.version(),
-        toolchain::CORTEX.version()
-    );
-    let env = runtime
-        .block_on(crate::live::env::LiveEnv::start_local(
-            &name,
-            nodes,
-            a.keep,
-            &|line| eprintln!("  {line}"),
-        ))
-        .map_err(|e| {
-            InputError::in_environment(
-                "live tier",
-                e.to_string(),
-                "run `scripts/setup-stack.sh`; see the component log named above",
-            )
-        })?;
+    let env = match a.provider {
+        crate::provider::ProviderKind::Kind => {
+            crate::provider::kind::require_docker()?;
+            return Err(InputError::in_flag(
+                "--provider kind",
+                "not available",
+                "use --provider local",
+            ));
+        }
+        crate::provider::ProviderKind::Existing => {
+            let kubeconfig = a.kubeconfig.clone().ok_or_else(|| {
+                InputError::in_flag(
+                    "--provider existing",
+                    "needs a kubeconfig",
+                    "pass --kubeconfig <file> (or set KUBECONFIG)",
+                )
+            })?;
+            if !kubeconfig.is_file() {
+                return Err(InputError::in_file(
+                    &kubeconfig,
+                    None,
+                    None,
+                    "kubeconfig does not exist",
+                    "pass --kubeconfig an existing file",
+                ));
+            }
+            let hpa = crate::stack::HpaTiming {
+                sync_period: a
+                    .hpa_sync_period
+                    .unwrap_or(std::time::Duration::from_secs(15)),
+                downscale_stabilization: a
+                    .hpa_downscale_stabilization
+                    .unwrap_or(std::time::Duration::from_secs(300)),
+                tolerance: 0.1,
+            };
+            eprintln!(
+                "using the existing cluster in {} (context {})",
+                kubeconfig.display(),
+                a.context.as_deref().unwrap_or("current")
+            );
+            runtime
+                .block_on(crate::live::env::LiveEnv::start_existing(
+                    &kubeconfig,
+                    a.context.as_deref(),
+                    a.install_keda,
+                    hpa,
+                ))
+                .map_err(|e| match e {
+                    crate::live::env::EnvError::Input(i) => i,
+                    other => InputError::in_environment(
+                        "--provider existing",
+                        other.to_string(),
+                        "check the cluster and the log named above",
+                    ),
+                })?
+        }
+        crate::provider::ProviderKind::Local => {
+            let name = format!("run-{}", std::process::id());
+            eprintln!("starting the live tier: local provider, {nodes} nodes, KEDA {}, Mimir-API backend Cortex {}", toolchain::KEDA.version(), toolchain::CORTEX.version());
+            runtime
+                .block_on(crate::live::env::LiveEnv::start_local(
+                    &name,
+                    nodes,
+                    a.keep,
+                    &|line| eprintln!("  {line}"),
+                ))
+                .map_err(|e| {
+                    InputError::in_environment(
+                        "live tier",
+                        e.to_string(),
+                        "run `scripts/setup-stack.sh`; see the component log named above",
+                    )
+                })?
+        }
+    };
     Ok(engine::LiveContext {
         runtime,
         env,
@@ -292,4 +346,91 @@ pub(super) fn bench_render(runs: u32, helm: HelmMajor) -> Result<i32, InputError
     let rows = crate::bench::render(&fixtures, runs, helm)?;
     println!("{}", crate::bench::format_render(&rows, helm));
     Ok(exit_code::PASS)
+}
+
+pub(super) fn bench_live(suite: Option<PathBuf>) -> Result<i32, InputError> {
+    let suite = suite.unwrap_or_else(|| suites_dir().join("default"));
+    let scenarios: Vec<scenario::Scenario> = scenario::load_suite(&suite)?
+        .into_iter()
+        .filter(|s| s.steps.iter().any(|st| st.is_live()))
+        .collect();
+    if scenarios.is_empty() {
+        return Err(InputError::in_flag(
+            "--suite",
+            format!("{} has no live scenarios", suite.display()),
+            "point --suite at scenarios with install steps",
+        ));
+    }
+    let out = std::env::temp_dir().join(format!("keda-conformance-bench-{}", std::process::id()));
+    let args = RunArgs {
+        suite: Some(suite),
+        filter: None,
+        junit: None,
+        helm: None,
+        format: Format::Text,
+        verbose: false,
+        tier: engine::Tier::All,
+        provider: crate::provider::ProviderKind::Local,
+        nodes: None,
+        out: out.clone(),
+        keep: false,
+        kubeconfig: None,
+        context: None,
+        install_keda: false,
+        hpa_sync_period: None,
+        hpa_downscale_stabilization: None,
+    };
+    let started = std::time::Instant::now();
+    let ctx = start_live(&scenarios, &args)?;
+    let ready = started.elapsed();
+    let results = engine::run(&scenarios, None, Some(&ctx));
+    let engine::LiveContext { runtime, env, .. } = ctx;
+    runtime.block_on(env.stop());
+    let results = results?;
+    let wall = started.elapsed();
+    let _ = std::fs::remove_dir_all(&out);
+    println!(
+        "bench live ({} scenario runs; live environment ready in {:.1}s)",
+        results.len(),
+        ready.as_secs_f64()
+    );
+    println!(
+        "{:<52} {:>8} {:>18} {:>9} {:>9} {:>6}",
+        "scenario", "verdict", "step", "latency", "floor", "ratio"
+    );
+    let mut worst: f64 = 0.0;
+    for r in &results {
+        let verdict = if r.passed { "pass" } else { "FAIL" };
+        let latencies = r
+            .live
+            .as_ref()
+            .map(|l| l.latencies.clone())
+            .unwrap_or_default();
+        if latencies.is_empty() {
+            println!(
+                "{:<52} {:>8} {:>18} {:>9} {:>9} {:>6}",
+                r.name, verdict, "-", "-", "-", "-"
+            );
+        }
+        for l in latencies {
+            let ratio = l.seconds / l.floor.max(0.001);
+            worst = worst.max(ratio);
+            println!(
+                "{:<52} {:>8} {:>18} {:>8.1}s {:>8.1}s {:>5.2}x{}",
+                r.name,
+                verdict,
+                l.step,
+                l.seconds,
+                l.floor,
+                ratio,
+                if ratio > 1.3 { " over 1.3x" } else { "" }
+            );
+        }
+    }
+    println!("worst latency ratio {worst:.2}x (target <= 1.3x); suite wall time {:.0}s (target <= 300s with a warm cache)", wall.as_secs_f64());
+    Ok(if results.iter().all(|r| r.passed) {
+        exit_code::PASS
+    } else {
+        exit_code::FAILED
+    })
 }

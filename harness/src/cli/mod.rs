@@ -116,6 +116,22 @@ pub struct RunArgs {
     /// Keep the cluster's run directory (logs, etcd data) after the run.
     #[arg(long)]
     pub keep: bool,
+    /// Existing provider: the kubeconfig of the cluster to use.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Existing provider: the kubeconfig context (default: its current context).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Existing provider: run KEDA as host processes against the cluster when it has none
+    /// (removed again at the end).
+    #[arg(long)]
+    pub install_keda: bool,
+    /// Existing provider: the cluster's HPA sync period, for deadlines (default 15s).
+    #[arg(long, value_parser = crate::stack::config::parse_duration)]
+    pub hpa_sync_period: Option<std::time::Duration>,
+    /// Existing provider: the cluster's HPA downscale stabilization window (default 5m).
+    #[arg(long, value_parser = crate::stack::config::parse_duration)]
+    pub hpa_downscale_stabilization: Option<std::time::Duration>,
 }
 
 /// Arguments of `list`.
@@ -147,6 +163,14 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: u32,
     },
+    /// Runs the live scenarios of a suite and prints each expect_replicas step's verdict
+    /// latency against its floor (pollingInterval + HPA sync period, plus the downscale
+    /// stabilization window when scaling down), and the suite's wall time.
+    Live {
+        /// A scenario file or a directory of them (default: suites/default).
+        #[arg(long)]
+        suite: Option<PathBuf>,
+    },
 }
 
 fn parse_helm(s: &str) -> Result<HelmMajor, String> {
@@ -175,6 +199,7 @@ pub fn main() -> i32 {
         Command::Doctor => commands::doctor(),
         Command::Bench(BenchCommand::Render { runs, helm }) => commands::bench_render(runs, helm),
         Command::Bench(BenchCommand::Stack { nodes, runs }) => cluster::bench_stack(nodes, runs),
+        Command::Bench(BenchCommand::Live { suite }) => commands::bench_live(suite),
         Command::Cluster(c) => cluster::run(c),
     };
     match result {

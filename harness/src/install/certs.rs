@@ -91,3 +91,39 @@ pub fn issue_leaf(
     write_private(&dir.join("tls.key"), key.serialize_pem().as_bytes())?;
     Ok(())
 }
+
+/// Generates a CA (`ca.crt`, `ca.key`, 0600) in `dir` for components the harness installs on a
+/// cluster whose own CA it does not hold (the existing provider).
+///
+/// # Errors
+/// [`CertError`] when the files cannot be written.
+pub fn generate_ca(
+    dir: &Path,
+    common_name: &str,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), CertError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| err(&format!("create {}", dir.display()), e))?;
+    let mut params =
+        CertificateParams::new(Vec::<String>::new()).map_err(|e| err("CA parameters", e))?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = KeyPair::generate().map_err(|e| err("generate CA key", e))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| err("self-sign CA", e))?;
+    let (c, k) = (dir.join("ca.crt"), dir.join("ca.key"));
+    write_private(&c, cert.pem().as_bytes())?;
+    write_private(&k, key.serialize_pem().as_bytes())?;
+    Ok((c, k))
+}

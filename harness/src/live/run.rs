@@ -33,6 +33,20 @@ pub struct LiveOutcome {
     pub timeline: Vec<Sample>,
     /// Where the evidence is.
     pub evidence_dir: Option<PathBuf>,
+    /// How long each `expect_replicas` took to converge, against its floor.
+    pub latencies: Vec<StepLatency>,
+}
+
+/// Verdict latency of one `expect_replicas` step.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StepLatency {
+    /// The step (`expect 4`, `expect oracle`).
+    pub step: String,
+    /// Seconds from the step's start until the count was first reached (hold excluded).
+    pub seconds: f64,
+    /// The floor: pollingInterval + the HPA sync period, plus the downscale stabilization
+    /// window when scaling down (the controller cannot be faster).
+    pub floor: f64,
 }
 
 /// What the render tier says about the autoscaling under test.
@@ -166,6 +180,7 @@ struct Shared {
     samples: Vec<Sample>,
     step: String,
     markers: Vec<(f64, String)>,
+    latencies: Vec<StepLatency>,
 }
 
 /// Runs the live steps of `scenario` (everything after `render`).
@@ -203,6 +218,7 @@ pub async fn run(
         samples: Vec::new(),
         step: "install".into(),
         markers: Vec::new(),
+        latencies: Vec::new(),
     }));
     let mut seeder: Option<Seeder> = None;
     let mut sampler: Option<tokio::task::JoinHandle<()>> = None;
@@ -348,6 +364,10 @@ pub async fn run(
     drop(seeder);
     let markers = shared.lock().map(|s| s.markers.clone()).unwrap_or_default();
     outcome.timeline = shared.lock().map(|s| s.samples.clone()).unwrap_or_default();
+    outcome.latencies = shared
+        .lock()
+        .map(|s| s.latencies.clone())
+        .unwrap_or_default();
     let dir = out_dir.join(format!("{}-helm{}", scenario.name, helm.number()));
     let verdict = if outcome.reasons.is_empty() {
         "PASS"
@@ -726,6 +746,7 @@ async fn expect_replicas(
     let base = oracle_base.to_string();
     let start = Instant::now();
     let mut converged_at: Option<(Instant, i32)> = None;
+    let mut initial: Option<i32> = None;
     loop {
         let r = observe::replicas(client, &target.workload)
             .await
@@ -735,6 +756,7 @@ async fn expect_replicas(
                     target.workload.kind, target.workload.name
                 )
             })?;
+        initial.get_or_insert(r.spec);
         let (value, oracle_expected) = oracle(&http, &base, target, r.spec, r.ready).await;
         let expected = if e.oracle { oracle_expected } else { e.exact };
         let metric = match &value {
@@ -756,6 +778,27 @@ async fn expect_replicas(
         match (settled, converged_at) {
             (true, None) => converged_at = Some((Instant::now(), r.ready)),
             (true, Some((since, n))) if Instant::now().duration_since(since) >= hold => {
+                let down = initial.map(|i| n < i).unwrap_or(false);
+                let floor = target.polling
+                    + env.hpa.sync_period
+                    + if down {
+                        env.hpa.downscale_stabilization
+                    } else {
+                        Duration::ZERO
+                    };
+                if let Ok(mut s) = shared.lock() {
+                    let step = format!(
+                        "expect {}",
+                        e.exact
+                            .map(|x| x.to_string())
+                            .unwrap_or_else(|| format!("oracle ({n})"))
+                    );
+                    s.latencies.push(StepLatency {
+                        step,
+                        seconds: since.duration_since(start).as_secs_f64(),
+                        floor: floor.as_secs_f64(),
+                    });
+                }
                 return Ok(format!(
                     "{n} replicas Ready after {:.0}s and held for {:.0}s ({metric})",
                     since.duration_since(start).as_secs_f64(),

@@ -2,6 +2,7 @@
 //! directory); everything after that is shared code. Today: [`local`] (a hermetic control
 //! plane of real binaries, pods simulated by kwok).
 
+pub mod kind;
 pub mod local;
 pub mod registry;
 
@@ -18,6 +19,10 @@ pub enum ProviderKind {
     /// Real etcd, kube-apiserver, kube-controller-manager and kube-scheduler as host
     /// processes on 127.0.0.1, with kwok's fake nodes.
     Local,
+    /// A kind cluster (needs a Docker engine).
+    Kind,
+    /// A cluster the user already has, given by `--kubeconfig` (and `--context`).
+    Existing,
 }
 
 impl ProviderKind {
@@ -25,6 +30,8 @@ impl ProviderKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             ProviderKind::Local => "local",
+            ProviderKind::Kind => "kind",
+            ProviderKind::Existing => "existing",
         }
     }
 }

@@ -1,0 +1,125 @@
+//! The existing provider end to end, against a local-provider cluster the test brings up
+//! itself (without KEDA): with --install-keda the harness runs KEDA against it, runs a live
+//! scenario in a namespace of its own, and leaves the cluster exactly as it found it.
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+use keda_conformance::provider::local::{self, LocalOptions};
+use keda_conformance::stack::StackConfig;
+use std::path::Path;
+use std::process::Command;
+
+async fn snapshot(client: &kube::Client) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let names = |v: Vec<Option<String>>| {
+        let mut v: Vec<String> = v.into_iter().flatten().collect();
+        v.sort();
+        v
+    };
+    let ns = kube::Api::<Namespace>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .expect("namespaces")
+        .items
+        .into_iter()
+        .map(|n| n.metadata.name)
+        .collect();
+    let crds = kube::Api::<CustomResourceDefinition>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .expect("crds")
+        .items
+        .into_iter()
+        .map(|n| n.metadata.name)
+        .collect();
+    let apis = kube::Api::<APIService>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .expect("apiservices")
+        .items
+        .into_iter()
+        .map(|n| n.metadata.name)
+        .collect();
+    (names(ns), names(crds), names(apis))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_cluster_runs_a_live_scenario_and_is_left_as_found() {
+    let options = LocalOptions {
+        name: format!("existing-{}", std::process::id()),
+        stack: StackConfig {
+            nodes: 4,
+            ..StackConfig::default()
+        },
+        keep: false,
+    };
+    let cluster = local::up(&options, &|_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let client = cluster.client();
+    let kubeconfig = cluster.cluster().kubeconfig.clone();
+    let before = snapshot(&client).await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tmp = tempfile::tempdir().expect("tempdir");
+
+    // Without KEDA and without --install-keda: exit 2 naming the fix.
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_keda-conformance"))
+            .args([
+                "run",
+                "--provider",
+                "existing",
+                "--suite",
+                "suites/default/backend-worker-tenant-isolation.yaml",
+                "--helm",
+                "3",
+                "--hpa-sync-period",
+                "5s",
+                "--hpa-downscale-stabilization",
+                "15s",
+            ])
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--out")
+            .arg(tmp.path())
+            .args(extra)
+            .current_dir(&root)
+            .output()
+            .expect("harness runs")
+    };
+    let o = run(&[]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("KEDA is not ready in this cluster") && text.contains("--install-keda"),
+        "{text}"
+    );
+
+    let o = run(&["--install-keda"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains("3 replicas Ready"), "{text}");
+
+    // Namespaces are deleted asynchronously; wait until the scenario's is gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let after = snapshot(&client).await;
+        if after == before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cluster was not left as found:\nbefore {before:?}\nafter  {after:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    cluster.down().await;
+}

@@ -22,6 +22,7 @@ pub mod provider;
 pub mod redact;
 pub mod render;
 pub mod report;
+pub mod repro;
 pub mod scenario;
 pub mod stack;
 pub mod toolchain;

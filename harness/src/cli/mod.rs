@@ -2,6 +2,7 @@
 
 mod cluster;
 mod commands;
+mod repro;
 
 pub use cluster::{ClusterCommand, UpArgs};
 
@@ -34,6 +35,9 @@ pub enum Command {
     List(ListArgs),
     /// Show what is installed or cached, what is missing and the command that provides it.
     Doctor,
+    /// Reproduce a bug report: render the user's values, derive a scenario, run it live and
+    /// print a verdict to paste into the issue.
+    Repro(ReproArgs),
     /// Print performance figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -134,6 +138,38 @@ pub struct RunArgs {
     pub hpa_downscale_stabilization: Option<std::time::Duration>,
 }
 
+/// Arguments of `repro`.
+#[derive(Debug, clap::Args)]
+pub struct ReproArgs {
+    /// Chart directory or packaged chart (.tgz).
+    #[arg(long)]
+    pub chart: PathBuf,
+    /// Chart version (must match the chart).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// The values file from the report (repeatable).
+    #[arg(short = 'f', long = "values", required = true)]
+    pub values: Vec<PathBuf>,
+    /// Tenants to seed (default: the X-Scope-OrgID the chart renders).
+    #[arg(long = "tenant")]
+    pub tenants: Vec<String>,
+    /// A YAML list of {tenant, series, per_ready_pod} to seed instead of the default backlog.
+    #[arg(long)]
+    pub metrics: Option<PathBuf>,
+    /// Helm major version.
+    #[arg(long, default_value = "3", value_parser = parse_helm)]
+    pub helm: HelmMajor,
+    /// Release name.
+    #[arg(long, default_value = "tempo")]
+    pub release: String,
+    /// Evidence directory.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Write the derived scenario here (to add it to suites/ as a regression test).
+    #[arg(long)]
+    pub save_scenario: Option<PathBuf>,
+}
+
 /// Arguments of `list`.
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
@@ -201,6 +237,7 @@ pub fn main() -> i32 {
         Command::Bench(BenchCommand::Stack { nodes, runs }) => cluster::bench_stack(nodes, runs),
         Command::Bench(BenchCommand::Live { suite }) => commands::bench_live(suite),
         Command::Cluster(c) => cluster::run(c),
+        Command::Repro(a) => repro::run(a),
     };
     match result {
         Ok(code) => code,

@@ -35,6 +35,11 @@ pub struct LiveOutcome {
     pub evidence_dir: Option<PathBuf>,
     /// How long each `expect_replicas` took to converge, against its floor.
     pub latencies: Vec<StepLatency>,
+    /// The ScaledObject's and HPA's state and the namespace's events at the end (what KEDA
+    /// concluded).
+    pub final_state: String,
+    /// The requests KEDA sent to the mock or proxy (sensitive headers redacted).
+    pub requests: Vec<Recorded>,
 }
 
 /// Verdict latency of one `expect_replicas` step.
@@ -391,6 +396,13 @@ pub async fn run(
             .await;
         }
         outcome.evidence_dir = Some(dir);
+    }
+    if installed.is_some() {
+        outcome.final_state = crate::report::redactor_for(&[render])
+            .apply(&observe::describe(&client, &namespace, &target.scaled_object).await);
+    }
+    if let Some(m) = &mock {
+        outcome.requests = keda_requests(m).iter().map(redacted).collect();
     }
     if let Some((h, _guard)) = installed {
         let _ = h.run(

@@ -1,0 +1,186 @@
+//! `repro`: the bug-report entry point (see [`crate::repro`]).
+
+use super::ReproArgs;
+use crate::checks::Status;
+use crate::error::{exit_code, InputError};
+use crate::render::{self, RenderOptions};
+use crate::repro::{
+    default_metrics, rendered_tenants, scenario_yaml, verdict_markdown, TenantMetrics,
+};
+use crate::scenario::Scenario;
+
+fn absolute(p: &std::path::Path) -> String {
+    std::fs::canonicalize(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
+}
+
+pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
+    for f in &a.values {
+        if !f.is_file() {
+            return Err(InputError::in_file(
+                f,
+                None,
+                None,
+                "values file does not exist",
+                "pass the values file from the report with -f",
+            ));
+        }
+    }
+    // What the reporter meant: the headers their values configure (whatever the chart renders).
+    let intended = intended_headers(&a.values)?;
+    let report = render::render(&RenderOptions {
+        chart: a.chart.clone(),
+        version: a.version.clone(),
+        values_files: a.values.clone(),
+        sets: Vec::new(),
+        release: a.release.clone(),
+        namespace: "tempo".into(),
+        expected_headers: intended.clone(),
+        expect_scaled_object: true,
+        helm: a.helm,
+    })?;
+    let Some(trigger) = report.verdict.requests.first().cloned() else {
+        print!("{}", verdict_markdown(&report, None, false));
+        println!("\nNo ScaledObject with a prometheus trigger that KEDA can parse is rendered, so there is nothing to run live; the render checks above say why.");
+        return Ok(exit_code::FAILED);
+    };
+    let mut tenants = a.tenants.clone();
+    if tenants.is_empty() {
+        tenants = rendered_tenants(&trigger);
+    }
+    if tenants.is_empty() {
+        tenants = intended
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("X-Scope-OrgID"))
+            .map(|h| h.value.clone())
+            .collect();
+    }
+    let seed_tenants = if tenants.is_empty() {
+        vec!["tenant-a".to_string()]
+    } else {
+        tenants.clone()
+    };
+    let metrics: Vec<TenantMetrics> = match &a.metrics {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                InputError::in_file(
+                    file,
+                    None,
+                    None,
+                    format!("cannot read: {e}"),
+                    "check the --metrics path",
+                )
+            })?;
+            serde_yaml_ng::from_str(&text).map_err(|e| {
+                let loc = e.location();
+                InputError::in_file(file, loc.as_ref().map(|l| l.line()), loc.as_ref().map(|l| l.column()), format!("invalid metrics file: {e}"), "write a YAML list of {tenant, series: [{name, labels, value}], per_ready_pod: [{name, labels}]}")
+            })?
+        }
+        None => default_metrics(&trigger, &seed_tenants),
+    };
+    let values: Vec<String> = a.values.iter().map(|v| absolute(v)).collect();
+    let yaml = scenario_yaml(
+        "repro",
+        &absolute(&a.chart),
+        &values,
+        a.helm.number(),
+        &tenants,
+        &metrics,
+    );
+    let tmp = crate::cleanup::TempDir::new("keda-conformance-repro-").map_err(|e| {
+        InputError::in_environment("temporary directory", e.to_string(), "check TMPDIR")
+    })?;
+    let scenario_file = tmp.path().join("repro.yaml");
+    std::fs::write(&scenario_file, &yaml).map_err(|e| {
+        InputError::in_environment("temporary directory", e.to_string(), "check TMPDIR")
+    })?;
+    let scenario = Scenario::load(&scenario_file)?;
+    if let Some(path) = &a.save_scenario {
+        std::fs::write(path, &yaml).map_err(|e| {
+            InputError::in_flag(
+                "--save-scenario",
+                format!("cannot write {}: {e}", path.display()),
+                "pass a writable path",
+            )
+        })?;
+        eprintln!("derived scenario written to {}", path.display());
+    }
+    let manifests = crate::keda::manifest::split(&report.rendered).unwrap_or_default();
+    let max = manifests
+        .iter()
+        .find(|m| m.is_keda("ScaledObject"))
+        .and_then(|so| so.body["spec"]["maxReplicaCount"].as_u64())
+        .unwrap_or(5);
+    let nodes = (max as u32).clamp(3, 10);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            InputError::in_environment("tokio runtime", e.to_string(), "check thread limits")
+        })?;
+    eprintln!("running the derived scenario live (local provider, {nodes} nodes)");
+    let env = runtime
+        .block_on(crate::live::env::LiveEnv::start_local(
+            &format!("repro-{}", std::process::id()),
+            nodes,
+            false,
+            &|line| eprintln!("  {line}"),
+        ))
+        .map_err(|e| {
+            InputError::in_environment("live tier", e.to_string(), "run `scripts/setup-stack.sh`")
+        })?;
+    std::fs::create_dir_all(&a.out).map_err(|e| {
+        InputError::in_flag(
+            "--out",
+            format!("cannot create {}: {e}", a.out.display()),
+            "pass a writable directory",
+        )
+    })?;
+    let outcome = runtime.block_on(crate::live::run::run(
+        &env, &scenario, a.helm, &report, &a.out,
+    ));
+    runtime.block_on(env.stop());
+    let passed = outcome.reasons.is_empty() && report.status() != Status::Fail;
+    let text = crate::report::redactor_for(&[&report]).apply(&verdict_markdown(
+        &report,
+        Some(&outcome),
+        passed,
+    ));
+    print!("{text}");
+    Ok(if passed {
+        exit_code::PASS
+    } else {
+        exit_code::FAILED
+    })
+}
+
+/// Headers the values configure in any trigger's `metadata.customHeaders` string.
+fn intended_headers(
+    files: &[std::path::PathBuf],
+) -> Result<Vec<crate::checks::ExpectedHeader>, InputError> {
+    let values = crate::chart::values::UserValues::load(files, &[])?;
+    let mut out: Vec<crate::checks::ExpectedHeader> = Vec::new();
+    fn walk(v: &serde_json::Value, out: &mut Vec<crate::checks::ExpectedHeader>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::String(h)) = m.get("customHeaders") {
+                    if let Ok(map) = crate::keda::prometheus::parse_keda_map("customHeaders", h) {
+                        for (name, value) in map {
+                            if !out.iter().any(|x| x.name.eq_ignore_ascii_case(&name)) {
+                                out.push(crate::checks::ExpectedHeader { name, value });
+                            }
+                        }
+                    }
+                }
+                m.values().for_each(|c| walk(c, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    walk(&values.merged, &mut out);
+    Ok(out)
+}

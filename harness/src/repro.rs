@@ -1,0 +1,382 @@
+//! Reproducing a user's bug report: from the values file in the report, derive a scenario
+//! (workload, trigger, tenants, headers, a default backlog per tenant), run it live behind a
+//! recording proxy, and write a verdict a maintainer can paste into the issue.
+
+use crate::checks::{Status, TriggerRequest};
+use crate::keda::manifest;
+use crate::render::RenderReport;
+use crate::scenario::SeriesSpec;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Series to seed for one tenant (the `--metrics` file is a list of these).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantMetrics {
+    /// The tenant.
+    pub tenant: String,
+    /// Fixed series.
+    #[serde(default)]
+    pub series: Vec<SeriesSpec>,
+    /// Series per Ready pod.
+    #[serde(default)]
+    pub per_ready_pod: Vec<SeriesSpec>,
+}
+
+const PROMQL_WORDS: &[&str] = &[
+    "sum",
+    "count",
+    "avg",
+    "min",
+    "max",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "rate",
+    "irate",
+    "increase",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "topk",
+    "bottomk",
+    "quantile",
+    "stddev",
+    "stdvar",
+    "abs",
+    "ceil",
+    "floor",
+    "round",
+    "clamp_min",
+    "clamp_max",
+    "absent",
+    "vector",
+    "scalar",
+    "time",
+    "histogram_quantile",
+    "label_replace",
+    "delta",
+    "deriv",
+    "avg_over_time",
+    "max_over_time",
+    "min_over_time",
+    "sum_over_time",
+    "count_over_time",
+    "last_over_time",
+];
+
+/// Metric names a PromQL query reads (identifiers that are not functions, keywords, label
+/// names or matchers, durations or grouping labels).
+pub fn metric_names(query: &str) -> Vec<String> {
+    let chars: Vec<char> = query.chars().collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    let mut depth_brace = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '{' {
+            depth_brace += 1;
+        } else if c == '}' {
+            depth_brace -= 1;
+        } else if c == '[' {
+            while i < chars.len() && chars[i] != ']' {
+                i += 1;
+            }
+        } else if c == '"' {
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                i += 1;
+            }
+        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+            {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let next = chars[i..].iter().find(|c| !c.is_whitespace()).copied();
+            if depth_brace == 0
+                && !PROMQL_WORDS.contains(&word.as_str())
+                && next != Some('(')
+                && !is_grouping_label(&chars, start)
+                && !out.contains(&word)
+            {
+                out.push(word);
+            }
+            continue;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// True when the identifier at `start` sits inside `by (...)`, `without (...)`, `on (...)`,
+/// `ignoring (...)` or `group_left/right (...)`.
+fn is_grouping_label(chars: &[char], start: usize) -> bool {
+    let before: String = chars[..start].iter().collect();
+    let Some(open) = before.rfind('(') else {
+        return false;
+    };
+    if before[open..].contains(')') {
+        return false;
+    }
+    let head = before[..open].trim_end();
+    [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ]
+    .iter()
+    .any(|w| head.ends_with(w))
+}
+
+/// The tenants a rendered trigger sends (its X-Scope-OrgID, federated `a|b` split).
+pub fn rendered_tenants(trigger: &TriggerRequest) -> Vec<String> {
+    trigger
+        .config
+        .custom_headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("X-Scope-OrgID"))
+        .map(|(_, v)| v.split('|').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// A default backlog: three times the threshold for the first tenant (the oracle then expects
+/// min(3, maxReplicaCount) under AverageValue), a tenth of it for the others; series whose
+/// name ends in `build_info` follow the Ready pods.
+pub fn default_metrics(trigger: &TriggerRequest, tenants: &[String]) -> Vec<TenantMetrics> {
+    let names = metric_names(&trigger.config.query);
+    tenants
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let value = trigger.config.threshold.max(1.0) * if i == 0 { 3.0 } else { 0.3 };
+            let mut series = Vec::new();
+            let mut per_ready_pod = Vec::new();
+            for n in &names {
+                let labels: BTreeMap<String, String> = [("tenant".to_string(), t.clone())].into();
+                if n.ends_with("build_info") {
+                    per_ready_pod.push(SeriesSpec {
+                        name: n.clone(),
+                        labels,
+                        value: None,
+                    });
+                } else {
+                    series.push(SeriesSpec {
+                        name: n.clone(),
+                        labels,
+                        value: Some(value),
+                    });
+                }
+            }
+            TenantMetrics {
+                tenant: t.clone(),
+                series,
+                per_ready_pod,
+            }
+        })
+        .collect()
+}
+
+/// The derived scenario as YAML, ready for `suites/`.
+pub fn scenario_yaml(
+    name: &str,
+    chart: &str,
+    values: &[String],
+    helm: u8,
+    tenants: &[String],
+    metrics: &[TenantMetrics],
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Derived by `keda-conformance repro` from a bug report's values."
+    );
+    let _ = writeln!(out, "name: {name}");
+    let _ = writeln!(
+        out,
+        "description: reproduction of a user's report (derived scenario)"
+    );
+    let _ = writeln!(out, "chart: {chart}");
+    let _ = writeln!(
+        out,
+        "values: {}",
+        serde_json::to_string(values).unwrap_or_default()
+    );
+    let _ = writeln!(out, "helm: [{helm}]");
+    let _ = writeln!(out, "steps:");
+    if let Some(t) = tenants.first() {
+        let _ = writeln!(
+            out,
+            "  - render:\n      expect_headers: {{X-Scope-OrgID: {}}}",
+            serde_json::to_string(&tenants.join("|")).unwrap_or_else(|_| t.clone())
+        );
+    } else {
+        let _ = writeln!(out, "  - render: {{}}");
+    }
+    let _ = writeln!(out, "  - install: {{metrics: proxy}}");
+    for m in metrics {
+        let _ = writeln!(out, "  - seed:\n      tenant: {}", m.tenant);
+        if !m.series.is_empty() {
+            let _ = writeln!(
+                out,
+                "      series: {}",
+                serde_json::to_string(&m.series).unwrap_or_default()
+            );
+        }
+        if !m.per_ready_pod.is_empty() {
+            let _ = writeln!(
+                out,
+                "      per_ready_pod: {}",
+                serde_json::to_string(&m.per_ready_pod).unwrap_or_default()
+            );
+        }
+    }
+    let _ = writeln!(out, "  - expect_replicas: {{oracle: true, within: 60s}}");
+    if let Some(t) = tenants.first() {
+        let _ = writeln!(
+            out,
+            "  - expect_requests: {{headers: {{X-Scope-OrgID: {}}}}}",
+            serde_json::to_string(t).unwrap_or_default()
+        );
+    }
+    out
+}
+
+/// The verdict as Markdown: what the chart rendered, what KEDA sent, what the backend
+/// answered, what KEDA concluded, and where the timeline picture is.
+pub fn verdict_markdown(
+    render: &RenderReport,
+    live: Option<&crate::live::run::LiveOutcome>,
+    passed: bool,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "### keda-conformance repro: {}",
+        if passed {
+            "autoscaling works as configured"
+        } else {
+            "autoscaling does NOT work as configured"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "\n**Chart rendered** ({}, {}):",
+        render.chart, render.helm
+    );
+    let manifests = manifest::split(&render.rendered).unwrap_or_default();
+    for so in manifests.iter().filter(|m| m.is_keda("ScaledObject")) {
+        let r = &so.body["spec"]["scaleTargetRef"];
+        let _ = writeln!(
+            out,
+            "- ScaledObject `{}` -> {} `{}`, replicas {}..{}",
+            so.name,
+            r["kind"].as_str().unwrap_or("Deployment"),
+            r["name"].as_str().unwrap_or(""),
+            so.body["spec"]["minReplicaCount"],
+            so.body["spec"]["maxReplicaCount"]
+        );
+    }
+    for req in &render.verdict.requests {
+        let headers: Vec<String> = req
+            .request
+            .headers
+            .iter()
+            .map(|(n, v)| format!("`{n}: {v}`"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "- {}: `GET {}` with {}",
+            req.subject,
+            req.request.url,
+            if headers.is_empty() {
+                "no custom headers".into()
+            } else {
+                headers.join(", ")
+            }
+        );
+    }
+    let failed: Vec<String> = render
+        .verdict
+        .findings
+        .iter()
+        .filter(|f| f.status == Status::Fail)
+        .map(|f| format!("- **{}** {}: {}", f.check, f.subject, f.message))
+        .collect();
+    if failed.is_empty() {
+        let _ = writeln!(out, "- every render check passes");
+    } else {
+        let _ = writeln!(out, "\n**Render checks that fail:**\n{}", failed.join("\n"));
+    }
+    if let Some(l) = live {
+        if let Some(first) = l.requests.first() {
+            let headers: Vec<String> = first
+                .headers
+                .iter()
+                .filter(|(n, _)| n != "host")
+                .map(|(n, v)| format!("`{n}: {v}`"))
+                .collect();
+            let _ = writeln!(out, "\n**KEDA sent** {} requests to the backend (recorded by a proxy); the first: `{} {}` with {}; answered {}.", l.requests.len(), first.method, first.path, headers.join(", "), first.status);
+        } else {
+            let _ = writeln!(out, "\n**KEDA sent** no request to the backend.");
+        }
+        let _ = writeln!(out, "\n**Observed:**");
+        for o in &l.observations {
+            let _ = writeln!(out, "- {o}");
+        }
+        for r in &l.reasons {
+            let _ = writeln!(out, "- **failed** {r}");
+        }
+        if let Some(s) = l.timeline.last() {
+            let answer = match (&s.metric, &s.metric_error) {
+                (Some(v), _) => format!("value {v}"),
+                (_, Some(e)) => format!("an error KEDA reports: {e}"),
+                _ => "nothing".into(),
+            };
+            let _ = writeln!(out, "\n**Backend answered** the trigger's query (with the trigger's headers): {answer}; oracle expects {} replicas; the workload has {} Ready.", s.expected.map(|e| e.to_string()).unwrap_or_else(|| "no computable".into()), s.ready);
+        }
+        let concluded: Vec<&str> = l
+            .final_state
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("status:"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\n**KEDA concluded:**\n```\n{}\n```",
+            concluded.join("\n")
+        );
+        if let Some(d) = &l.evidence_dir {
+            let _ = writeln!(
+                out,
+                "\nTimeline picture: `{}`",
+                d.join("timeline.svg").display()
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_metric_names_but_not_functions_or_labels() {
+        let q = "sum by (cluster, namespace, tenant) (tempodb_compaction_outstanding_blocks{namespace=\"tempo\"}) / ignoring(tenant) group_left count by (cluster, namespace) (tempo_build_info{namespace=\"tempo\", component=\"compactor\"})";
+        assert_eq!(
+            metric_names(q),
+            vec!["tempodb_compaction_outstanding_blocks", "tempo_build_info"]
+        );
+        assert_eq!(metric_names("sum(rate(x_total[5m]))"), vec!["x_total"]);
+    }
+}

@@ -39,6 +39,35 @@ pub fn run_cleanup() {
     }
 }
 
+/// The file in each harness temporary directory that names the owning process.
+pub const OWNER_FILE: &str = ".keda-conformance-owner";
+
+/// Removes `keda-conformance-*` temporary directories in `root` whose owner process is gone
+/// (left by a harness killed with SIGKILL); cluster run directories are left to the cluster
+/// registry. Returns what was removed.
+pub fn gc_temp_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.starts_with("keda-conformance-") || name.starts_with("keda-conformance-cluster.") {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(owner) = std::fs::read_to_string(path.join(OWNER_FILE)) else {
+            continue;
+        };
+        let alive = owner
+            .trim()
+            .parse::<u32>()
+            .map(|pid| Path::new(&format!("/proc/{pid}")).exists())
+            .unwrap_or(false);
+        if !alive && std::fs::remove_dir_all(&path).is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
+
 /// A temporary directory removed on drop and on interrupt.
 #[derive(Debug)]
 pub struct TempDir {
@@ -54,6 +83,8 @@ impl TempDir {
         install_interrupt_handler();
         let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
         let path = dir.keep();
+        // Who owns it, so `cluster gc` can remove it if this process is killed outright.
+        std::fs::write(path.join(OWNER_FILE), std::process::id().to_string())?;
         TEMP_DIRS
             .lock()
             .map_err(|_| std::io::Error::other("cleanup registry poisoned"))?

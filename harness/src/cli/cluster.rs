@@ -362,6 +362,9 @@ fn down(name: Option<&str>) -> Result<i32, InputError> {
 }
 
 fn gc() -> Result<i32, InputError> {
+    for dir in crate::cleanup::gc_temp_dirs(&std::env::temp_dir()) {
+        eprintln!("removed orphaned temporary directory {}", dir.display());
+    }
     match local::gc() {
         Ok(removed) if removed.is_empty() => {
             eprintln!("nothing to remove");

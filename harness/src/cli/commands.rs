@@ -1,6 +1,6 @@
 //! One function per command: turn arguments into library calls and reports into exit codes.
 
-use super::{ListArgs, RenderArgs, RunArgs};
+use super::{ListArgs, RenderArgs, RunArgs, SoakArgs};
 use crate::chart::helm::{Helm, HelmMajor};
 use crate::checks::{ExpectedHeader, Status};
 use crate::error::{exit_code, InputError};
@@ -429,6 +429,111 @@ pub(super) fn bench_live(suite: Option<PathBuf>) -> Result<i32, InputError> {
     }
     println!("worst latency ratio {worst:.2}x (target <= 1.3x); suite wall time {:.0}s (target <= 300s with a warm cache)", wall.as_secs_f64());
     Ok(if results.iter().all(|r| r.passed) {
+        exit_code::PASS
+    } else {
+        exit_code::FAILED
+    })
+}
+
+pub(super) fn soak(a: SoakArgs) -> Result<i32, InputError> {
+    let suite = a
+        .suite
+        .clone()
+        .unwrap_or_else(|| suites_dir().join("default"));
+    let scenarios = scenario::load_suite(&suite)?;
+    let out = std::env::temp_dir().join(format!("keda-conformance-soak-{}", std::process::id()));
+    let run_args = RunArgs {
+        suite: Some(suite),
+        filter: None,
+        junit: None,
+        helm: a.helm,
+        format: Format::Text,
+        verbose: false,
+        tier: a.tier,
+        provider: crate::provider::ProviderKind::Local,
+        nodes: None,
+        out: out.clone(),
+        keep: false,
+        kubeconfig: None,
+        context: None,
+        install_keda: false,
+        hpa_sync_period: None,
+        hpa_downscale_stabilization: None,
+    };
+    let needs_live = a.tier == engine::Tier::All
+        && scenarios
+            .iter()
+            .any(|s| s.steps.iter().any(|st| st.is_live()));
+    let mut outcomes: std::collections::BTreeMap<String, Vec<(bool, f64, Vec<String>)>> =
+        Default::default();
+    for i in 0..a.runs.max(1) {
+        let live = if needs_live {
+            Some(start_live(&scenarios, &run_args)?)
+        } else {
+            None
+        };
+        let results = engine::run(&scenarios, a.helm, live.as_ref());
+        if let Some(ctx) = live {
+            let engine::LiveContext { runtime, env, .. } = ctx;
+            runtime.block_on(env.stop());
+        }
+        let results = results?;
+        let failed = results.iter().filter(|r| !r.passed).count();
+        eprintln!(
+            "soak run {}/{}: {} passed, {failed} failed",
+            i + 1,
+            a.runs.max(1),
+            results.len() - failed
+        );
+        for r in results {
+            outcomes.entry(r.name.clone()).or_default().push((
+                r.passed,
+                r.elapsed.as_secs_f64(),
+                r.reasons.clone(),
+            ));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    println!(
+        "soak: {} runs of {} scenario runs each",
+        a.runs.max(1),
+        outcomes.len()
+    );
+    println!(
+        "{:<58} {:>7} {:>7} {:>8} {:>8} {:>8}",
+        "scenario", "passed", "flaky", "min s", "median s", "max s"
+    );
+    let mut flaky = 0;
+    let mut failures = 0;
+    for (name, runs) in &outcomes {
+        let passed = runs.iter().filter(|r| r.0).count();
+        let is_flaky = passed > 0 && passed < runs.len();
+        flaky += usize::from(is_flaky);
+        failures += runs.len() - passed;
+        let mut t: Vec<f64> = runs.iter().map(|r| r.1).collect();
+        t.sort_by(|x, y| x.total_cmp(y));
+        println!(
+            "{:<58} {:>3}/{:<3} {:>7} {:>8.1} {:>8.1} {:>8.1}",
+            name,
+            passed,
+            runs.len(),
+            if is_flaky { "FLAKY" } else { "-" },
+            t[0],
+            t[t.len() / 2],
+            t[t.len() - 1]
+        );
+        for (ok, _, reasons) in runs {
+            if !ok {
+                println!("    failure: {}", reasons.join("; "));
+            }
+        }
+    }
+    println!(
+        "flake rate: {flaky} of {} scenarios ({:.1}%); failed scenario runs: {failures}",
+        outcomes.len(),
+        100.0 * flaky as f64 / outcomes.len().max(1) as f64
+    );
+    Ok(if failures == 0 {
         exit_code::PASS
     } else {
         exit_code::FAILED

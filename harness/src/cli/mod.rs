@@ -38,6 +38,9 @@ pub enum Command {
     /// Reproduce a bug report: render the user's values, derive a scenario, run it live and
     /// print a verdict to paste into the issue.
     Repro(ReproArgs),
+    /// Run a suite N times and report pass/fail per scenario, the flake rate and the spread
+    /// of verdict latencies.
+    Soak(SoakArgs),
     /// Print performance figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -170,6 +173,23 @@ pub struct ReproArgs {
     pub save_scenario: Option<PathBuf>,
 }
 
+/// Arguments of `soak`.
+#[derive(Debug, clap::Args)]
+pub struct SoakArgs {
+    /// How many times to run the suite.
+    #[arg(long, default_value_t = 5)]
+    pub runs: u32,
+    /// A scenario file or a directory of them (default: suites/default).
+    #[arg(long)]
+    pub suite: Option<PathBuf>,
+    /// Which tiers to run.
+    #[arg(long, value_enum, default_value = "all")]
+    pub tier: crate::engine::Tier,
+    /// Only this Helm major.
+    #[arg(long, value_parser = parse_helm)]
+    pub helm: Option<HelmMajor>,
+}
+
 /// Arguments of `list`.
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
@@ -238,6 +258,7 @@ pub fn main() -> i32 {
         Command::Bench(BenchCommand::Live { suite }) => commands::bench_live(suite),
         Command::Cluster(c) => cluster::run(c),
         Command::Repro(a) => repro::run(a),
+        Command::Soak(a) => commands::soak(a),
     };
     match result {
         Ok(code) => code,

@@ -116,6 +116,28 @@ pub fn metric_names(query: &str) -> Vec<String> {
     out
 }
 
+/// The equality matchers (`label="value"`) of each metric selector in a query, by metric name,
+/// so seeded series match what the query selects.
+pub fn selector_labels(query: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let re = regex::Regex::new(r#"([A-Za-z_:][A-Za-z0-9_:]*)\s*\{([^}]*)\}"#).expect("valid regex");
+    let matcher =
+        regex::Regex::new(r#"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"([^"]*)""#).expect("valid regex");
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for cap in re.captures_iter(query) {
+        let entry = out.entry(cap[1].to_string()).or_default();
+        for m in cap[2].split(',') {
+            let m = m.trim();
+            if m.contains("!=") || m.contains("=~") || m.contains("!~") {
+                continue;
+            }
+            if let Some(c) = matcher.captures(m) {
+                entry.insert(c[1].to_string(), c[2].to_string());
+            }
+        }
+    }
+    out
+}
+
 /// True when the identifier at `start` sits inside `by (...)`, `without (...)`, `on (...)`,
 /// `ignoring (...)` or `group_left/right (...)`.
 fn is_grouping_label(chars: &[char], start: usize) -> bool {
@@ -155,6 +177,7 @@ pub fn rendered_tenants(trigger: &TriggerRequest) -> Vec<String> {
 /// name ends in `build_info` follow the Ready pods.
 pub fn default_metrics(trigger: &TriggerRequest, tenants: &[String]) -> Vec<TenantMetrics> {
     let names = metric_names(&trigger.config.query);
+    let matchers = selector_labels(&trigger.config.query);
     tenants
         .iter()
         .enumerate()
@@ -163,7 +186,9 @@ pub fn default_metrics(trigger: &TriggerRequest, tenants: &[String]) -> Vec<Tena
             let mut series = Vec::new();
             let mut per_ready_pod = Vec::new();
             for n in &names {
-                let labels: BTreeMap<String, String> = [("tenant".to_string(), t.clone())].into();
+                let mut labels: BTreeMap<String, String> =
+                    [("tenant".to_string(), t.clone())].into();
+                labels.extend(matchers.get(n).cloned().unwrap_or_default());
                 if n.ends_with("build_info") {
                     per_ready_pod.push(SeriesSpec {
                         name: n.clone(),
@@ -195,6 +220,20 @@ pub fn scenario_yaml(
     helm: u8,
     tenants: &[String],
     metrics: &[TenantMetrics],
+) -> String {
+    scenario_yaml_with_upgrade(name, chart, values, helm, tenants, metrics, None)
+}
+
+/// The derived scenario as YAML; with `upgrade_to`, the release is upgraded to that chart once
+/// it has scaled, and must keep scaling.
+pub fn scenario_yaml_with_upgrade(
+    name: &str,
+    chart: &str,
+    values: &[String],
+    helm: u8,
+    tenants: &[String],
+    metrics: &[TenantMetrics],
+    upgrade_to: Option<&str>,
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -242,6 +281,14 @@ pub fn scenario_yaml(
         }
     }
     let _ = writeln!(out, "  - expect_replicas: {{oracle: true, within: 60s}}");
+    if let Some(next) = upgrade_to {
+        let _ = writeln!(
+            out,
+            "  - upgrade: {{chart: {}}}",
+            serde_json::to_string(next).unwrap_or_default()
+        );
+        let _ = writeln!(out, "  - expect_replicas: {{oracle: true, within: 60s}}");
+    }
     if let Some(t) = tenants.first() {
         let _ = writeln!(
             out,
@@ -366,6 +413,38 @@ pub fn verdict_markdown(
     out
 }
 
+/// Headers the values configure in any trigger's `metadata.customHeaders` string (what the
+/// user meant, whatever the chart renders).
+///
+/// # Errors
+/// When a values file cannot be read.
+pub fn intended_headers(
+    files: &[std::path::PathBuf],
+) -> Result<Vec<crate::checks::ExpectedHeader>, crate::error::InputError> {
+    let values = crate::chart::values::UserValues::load(files, &[])?;
+    let mut out: Vec<crate::checks::ExpectedHeader> = Vec::new();
+    fn walk(v: &serde_json::Value, out: &mut Vec<crate::checks::ExpectedHeader>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::String(h)) = m.get("customHeaders") {
+                    if let Ok(map) = crate::keda::prometheus::parse_keda_map("customHeaders", h) {
+                        for (name, value) in map {
+                            if !out.iter().any(|x| x.name.eq_ignore_ascii_case(&name)) {
+                                out.push(crate::checks::ExpectedHeader { name, value });
+                            }
+                        }
+                    }
+                }
+                m.values().for_each(|c| walk(c, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    walk(&values.merged, &mut out);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,5 +457,16 @@ mod tests {
             vec!["tempodb_compaction_outstanding_blocks", "tempo_build_info"]
         );
         assert_eq!(metric_names("sum(rate(x_total[5m]))"), vec!["x_total"]);
+        let l = selector_labels(q);
+        assert_eq!(
+            l["tempo_build_info"].get("component").map(String::as_str),
+            Some("compactor")
+        );
+        assert_eq!(
+            l["tempodb_compaction_outstanding_blocks"]
+                .get("namespace")
+                .map(String::as_str),
+            Some("tempo")
+        );
     }
 }

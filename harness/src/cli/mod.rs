@@ -2,6 +2,7 @@
 
 mod cluster;
 mod commands;
+mod qualify;
 mod repro;
 
 pub use cluster::{ClusterCommand, UpArgs};
@@ -38,6 +39,9 @@ pub enum Command {
     /// Reproduce a bug report: render the user's values, derive a scenario, run it live and
     /// print a verdict to paste into the issue.
     Repro(ReproArgs),
+    /// Release qualification: render and live checks on both Helm majors, and an upgrade from
+    /// the previous chart version; a summary table in text, Markdown and JUnit.
+    Qualify(QualifyArgs),
     /// Run a suite N times and report pass/fail per scenario, the flake rate and the spread
     /// of verdict latencies.
     Soak(SoakArgs),
@@ -173,6 +177,32 @@ pub struct ReproArgs {
     pub save_scenario: Option<PathBuf>,
 }
 
+/// Arguments of `qualify`.
+#[derive(Debug, clap::Args)]
+pub struct QualifyArgs {
+    /// The chart to release (directory or .tgz).
+    #[arg(long)]
+    pub chart: PathBuf,
+    /// The previous release of the chart, to test `helm upgrade` from.
+    #[arg(long)]
+    pub previous: Option<PathBuf>,
+    /// Values that enable the autoscaling under test (repeatable).
+    #[arg(short = 'f', long = "values", required = true)]
+    pub values: Vec<PathBuf>,
+    /// Only this Helm major (default: both).
+    #[arg(long, value_parser = parse_helm)]
+    pub helm: Option<HelmMajor>,
+    /// Write the summary as Markdown here (to paste into a release pull request).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Write a JUnit report here.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Evidence directory.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+}
+
 /// Arguments of `soak`.
 #[derive(Debug, clap::Args)]
 pub struct SoakArgs {
@@ -259,6 +289,7 @@ pub fn main() -> i32 {
         Command::Cluster(c) => cluster::run(c),
         Command::Repro(a) => repro::run(a),
         Command::Soak(a) => commands::soak(a),
+        Command::Qualify(a) => qualify::run(a),
     };
     match result {
         Ok(code) => code,

@@ -29,7 +29,7 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
         }
     }
     // What the reporter meant: the headers their values configure (whatever the chart renders).
-    let intended = intended_headers(&a.values)?;
+    let intended = crate::repro::intended_headers(&a.values)?;
     let report = render::render(&RenderOptions {
         chart: a.chart.clone(),
         version: a.version.clone(),
@@ -155,32 +155,4 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
     } else {
         exit_code::FAILED
     })
-}
-
-/// Headers the values configure in any trigger's `metadata.customHeaders` string.
-fn intended_headers(
-    files: &[std::path::PathBuf],
-) -> Result<Vec<crate::checks::ExpectedHeader>, InputError> {
-    let values = crate::chart::values::UserValues::load(files, &[])?;
-    let mut out: Vec<crate::checks::ExpectedHeader> = Vec::new();
-    fn walk(v: &serde_json::Value, out: &mut Vec<crate::checks::ExpectedHeader>) {
-        match v {
-            serde_json::Value::Object(m) => {
-                if let Some(serde_json::Value::String(h)) = m.get("customHeaders") {
-                    if let Ok(map) = crate::keda::prometheus::parse_keda_map("customHeaders", h) {
-                        for (name, value) in map {
-                            if !out.iter().any(|x| x.name.eq_ignore_ascii_case(&name)) {
-                                out.push(crate::checks::ExpectedHeader { name, value });
-                            }
-                        }
-                    }
-                }
-                m.values().for_each(|c| walk(c, out));
-            }
-            serde_json::Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
-            _ => {}
-        }
-    }
-    walk(&values.merged, &mut out);
-    Ok(out)
 }

@@ -337,6 +337,20 @@ pub async fn run(
                 }
                 None => Err("set_mock needs `install: {metrics: mock}`".into()),
             },
+            Step::Upgrade(u) => {
+                upgrade(
+                    env,
+                    &trigger_address,
+                    scenario,
+                    u,
+                    helm,
+                    &namespace,
+                    &client,
+                    &target,
+                    &oracle_base,
+                )
+                .await
+            }
             Step::ExpectRequests(e) => match &mock {
                 Some(m) => expect_requests(m, &target, e).await,
                 None => Err(
@@ -1026,4 +1040,150 @@ async fn write_evidence(
             outcome.observations.join("\n")
         ),
     );
+}
+
+fn so_headers(so: &Value) -> Vec<String> {
+    so["spec"]["triggers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|t| {
+                    t["metadata"]["customHeaders"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `helm upgrade` to another chart, then: the ScaledObject keeps its customHeaders, exactly one
+/// HPA targets the workload, and the replica count the autoscaler chose is not reset.
+#[allow(clippy::too_many_arguments)]
+async fn upgrade(
+    env: &LiveEnv,
+    address: &str,
+    scenario: &Scenario,
+    u: &crate::scenario::UpgradeStep,
+    helm: HelmMajor,
+    namespace: &str,
+    client: &kube::Client,
+    target: &Target,
+    oracle_base: &str,
+) -> Result<String, String> {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    let before = observe::replicas(client, &target.workload)
+        .await
+        .map_err(|e| e.to_string())?;
+    let so_before = observe::scaled_object(client, namespace, &target.scaled_object)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the ScaledObject is gone before the upgrade")?;
+    let headers_before = so_headers(&so_before);
+    let h = Helm::locate(helm).map_err(|e| e.to_string())?;
+    let chart = crate::chart::source::prepare(&u.chart, None).map_err(|e| e.to_string())?;
+    let files = u.values.clone().unwrap_or_else(|| scenario.values.clone());
+    let mut values = UserValues::load(&files, &[])
+        .map_err(|e| e.to_string())?
+        .merged;
+    override_server_address(&mut values, address);
+    let tmp =
+        crate::cleanup::TempDir::new("keda-conformance-values-").map_err(|e| e.to_string())?;
+    let override_file = tmp.path().join("upgrade-override.yaml");
+    std::fs::write(
+        &override_file,
+        serde_yaml_ng::to_string(&values).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut args: Vec<String> = vec![
+        "upgrade".into(),
+        scenario.release.clone(),
+        chart.dir.display().to_string(),
+        "--namespace".into(),
+        namespace.into(),
+    ];
+    for f in &files {
+        args.push("-f".into());
+        args.push(
+            std::fs::canonicalize(f)
+                .unwrap_or_else(|_| f.clone())
+                .display()
+                .to_string(),
+        );
+    }
+    args.push("-f".into());
+    args.push(override_file.display().to_string());
+    let kubeconfig = env.kubeconfig();
+    let h2 = h.clone();
+    tokio::task::spawn_blocking(move || h2.run(&args, Some(&kubeconfig)))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("helm upgrade failed: {e}"))?;
+    // Watch two HPA sync periods: the count the autoscaler chose must not be reset.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let watch = env.hpa.sync_period * 2 + Duration::from_secs(2);
+    let start = Instant::now();
+    let mut lowest = before.spec;
+    while start.elapsed() < watch {
+        let r = observe::replicas(client, &target.workload)
+            .await
+            .map_err(|e| e.to_string())?;
+        lowest = lowest.min(r.spec);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let mut problems = Vec::new();
+    let after = observe::replicas(client, &target.workload)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (_, expected) = oracle(&http, oracle_base, target, after.spec, after.ready).await;
+    if lowest < before.spec && expected.map(|x| x >= before.spec).unwrap_or(true) {
+        problems.push(format!("the upgrade reset the replica count: {} before, down to {lowest} after (the metrics still call for {})", before.spec, expected.map(|x| x.to_string()).unwrap_or_else(|| "the same".into())));
+    }
+    match observe::scaled_object(client, namespace, &target.scaled_object)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Some(so_after) => {
+            let headers_after = so_headers(&so_after);
+            if headers_after != headers_before {
+                problems.push(format!("the upgrade changed the ScaledObject's customHeaders from {headers_before:?} to {headers_after:?}"));
+            }
+        }
+        None => problems.push(format!(
+            "the upgrade removed ScaledObject {}",
+            target.scaled_object
+        )),
+    }
+    let hpas = kube::Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), namespace)
+        .list(&Default::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let targeting: Vec<String> = hpas
+        .items
+        .iter()
+        .filter(|h| {
+            h.spec
+                .as_ref()
+                .map(|s| s.scale_target_ref.name == target.workload.name)
+                .unwrap_or(false)
+        })
+        .filter_map(|h| h.metadata.name.clone())
+        .collect();
+    if targeting.len() != 1 {
+        problems.push(format!(
+            "{} HPAs target {}/{} after the upgrade: {targeting:?}",
+            targeting.len(),
+            target.workload.kind,
+            target.workload.name
+        ));
+    }
+    if problems.is_empty() {
+        Ok(format!("upgraded to {}: ScaledObject kept customHeaders {headers_before:?}, one HPA ({}), replicas {} -> {} (never below {lowest})", u.chart.display(), targeting.join(""), before.spec, after.spec))
+    } else {
+        Err(problems.join("; "))
+    }
 }

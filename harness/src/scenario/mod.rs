@@ -98,6 +98,20 @@ pub enum Step {
     SetMock(crate::mock::Behaviour),
     /// The requests KEDA sent to the mock or proxy must show these properties.
     ExpectRequests(ExpectRequests),
+    /// `helm upgrade` the running release to another chart (version); the ScaledObject must
+    /// keep its headers, no second HPA may appear, and the replica count must not be reset.
+    Upgrade(UpgradeStep),
+}
+
+/// The upgrade step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeStep {
+    /// The chart to upgrade to (directory or .tgz, relative to the scenario file).
+    pub chart: PathBuf,
+    /// Values for the upgrade (default: the scenario's).
+    #[serde(default)]
+    pub values: Option<Vec<PathBuf>>,
 }
 
 impl Step {
@@ -113,6 +127,7 @@ impl Step {
             Step::Wait(_) => "wait",
             Step::SetMock(_) => "set_mock",
             Step::ExpectRequests(_) => "expect_requests",
+            Step::Upgrade(_) => "upgrade",
         }
     }
 
@@ -532,6 +547,21 @@ impl Scenario {
         }
         let base = path.parent().unwrap_or(Path::new("."));
         s.chart = base.join(&s.chart);
+        for step in s.steps.iter_mut() {
+            if let Step::Upgrade(u) = step {
+                u.chart = base.join(&u.chart);
+                if !u.chart.exists() {
+                    return Err(bad(
+                        "- upgrade",
+                        format!("upgrade chart {} does not exist", u.chart.display()),
+                        "fix the path (relative to the scenario file)",
+                    ));
+                }
+                if let Some(v) = u.values.as_mut() {
+                    *v = v.iter().map(|f| base.join(f)).collect();
+                }
+            }
+        }
         s.values = s.values.iter().map(|v| base.join(v)).collect();
         for v in &s.values {
             if !v.is_file() {

@@ -31,17 +31,7 @@ pub(super) fn render(a: RenderArgs) -> Result<i32, InputError> {
         .iter()
         .map(|h| ExpectedHeader::parse(h))
         .collect::<Result<Vec<_>, _>>()?;
-    for f in &a.values {
-        if !f.is_file() {
-            return Err(InputError::in_file(
-                f,
-                None,
-                None,
-                "values file does not exist",
-                "pass an existing file to -f/--values",
-            ));
-        }
-    }
+    require_values_files(&a.values)?;
     let opts = RenderOptions {
         chart: a.chart,
         version: a.version,
@@ -538,4 +528,26 @@ pub(super) fn soak(a: SoakArgs) -> Result<i32, InputError> {
     } else {
         exit_code::FAILED
     })
+}
+
+/// A path as an absolute string (for derived scenarios written elsewhere).
+pub(super) fn absolute(p: &Path) -> String {
+    std::fs::canonicalize(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// Every values file given with -f must exist.
+pub(super) fn require_values_files(files: &[PathBuf]) -> Result<(), InputError> {
+    match files.iter().find(|f| !f.is_file()) {
+        Some(f) => Err(InputError::in_file(
+            f,
+            None,
+            None,
+            "values file does not exist",
+            "pass an existing values file with -f",
+        )),
+        None => Ok(()),
+    }
 }

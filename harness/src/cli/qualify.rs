@@ -16,25 +16,8 @@ struct Row {
     detail: String,
 }
 
-fn absolute(p: &std::path::Path) -> String {
-    std::fs::canonicalize(p)
-        .unwrap_or_else(|_| p.to_path_buf())
-        .display()
-        .to_string()
-}
-
 pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
-    for f in &a.values {
-        if !f.is_file() {
-            return Err(InputError::in_file(
-                f,
-                None,
-                None,
-                "values file does not exist",
-                "pass an existing values file with -f",
-            ));
-        }
-    }
+    super::commands::require_values_files(&a.values)?;
     let helms: Vec<HelmMajor> = a
         .helm
         .map(|h| vec![h])
@@ -45,7 +28,11 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
     let tmp = crate::cleanup::TempDir::new("keda-conformance-qualify-").map_err(|e| {
         InputError::in_environment("temporary directory", e.to_string(), "check TMPDIR")
     })?;
-    let values: Vec<String> = a.values.iter().map(|v| absolute(v)).collect();
+    let values: Vec<String> = a
+        .values
+        .iter()
+        .map(|v| super::commands::absolute(v))
+        .collect();
     for &helm in &helms {
         let report = render::render(&RenderOptions {
             chart: a.chart.clone(),
@@ -94,7 +81,7 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
         let metrics = default_metrics(&trigger, &seed_tenants);
         let mut plans = vec![(
             "live scaling".to_string(),
-            absolute(&a.chart),
+            super::commands::absolute(&a.chart),
             None,
             report.clone(),
         )];
@@ -112,8 +99,8 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
             })?;
             plans.push((
                 format!("upgrade from {}", prev_report.chart),
-                absolute(prev),
-                Some(absolute(&a.chart)),
+                super::commands::absolute(prev),
+                Some(super::commands::absolute(&a.chart)),
                 prev_report,
             ));
         }

@@ -9,25 +9,8 @@ use crate::repro::{
 };
 use crate::scenario::Scenario;
 
-fn absolute(p: &std::path::Path) -> String {
-    std::fs::canonicalize(p)
-        .unwrap_or_else(|_| p.to_path_buf())
-        .display()
-        .to_string()
-}
-
 pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
-    for f in &a.values {
-        if !f.is_file() {
-            return Err(InputError::in_file(
-                f,
-                None,
-                None,
-                "values file does not exist",
-                "pass the values file from the report with -f",
-            ));
-        }
-    }
+    super::commands::require_values_files(&a.values)?;
     // What the reporter meant: the headers their values configure (whatever the chart renders).
     let intended = crate::repro::intended_headers(&a.values)?;
     let report = render::render(&RenderOptions {
@@ -80,10 +63,14 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
         }
         None => default_metrics(&trigger, &seed_tenants),
     };
-    let values: Vec<String> = a.values.iter().map(|v| absolute(v)).collect();
+    let values: Vec<String> = a
+        .values
+        .iter()
+        .map(|v| super::commands::absolute(v))
+        .collect();
     let yaml = scenario_yaml(
         "repro",
-        &absolute(&a.chart),
+        &super::commands::absolute(&a.chart),
         &values,
         a.helm.number(),
         &tenants,

@@ -604,33 +604,15 @@ async fn install(
     if replaced == 0 {
         return Err("no trigger metadata.serverAddress in the values to point at the backend; set it in a values file".into());
     }
-    let tmp =
-        crate::cleanup::TempDir::new("keda-conformance-values-").map_err(|e| e.to_string())?;
-    let override_file = tmp.path().join("live-override.yaml");
-    std::fs::write(
-        &override_file,
-        serde_yaml_ng::to_string(&values).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
-    let mut args: Vec<String> = vec![
-        "install".into(),
-        scenario.release.clone(),
-        chart.dir.display().to_string(),
-        "--namespace".into(),
-        namespace.into(),
-        "--create-namespace".into(),
-    ];
-    for f in &scenario.values {
-        args.push("-f".into());
-        args.push(
-            std::fs::canonicalize(f)
-                .unwrap_or_else(|_| f.clone())
-                .display()
-                .to_string(),
-        );
-    }
-    args.push("-f".into());
-    args.push(override_file.display().to_string());
+    let (mut args, tmp) = release_args(
+        "install",
+        scenario,
+        &chart.dir,
+        namespace,
+        &scenario.values,
+        &values,
+    )?;
+    args.push("--create-namespace".into());
     let kubeconfig = env.kubeconfig();
     let h2 = h.clone();
     let out = tokio::task::spawn_blocking(move || h2.run(&args, Some(&kubeconfig)))
@@ -1088,32 +1070,7 @@ async fn upgrade(
         .map_err(|e| e.to_string())?
         .merged;
     override_server_address(&mut values, address);
-    let tmp =
-        crate::cleanup::TempDir::new("keda-conformance-values-").map_err(|e| e.to_string())?;
-    let override_file = tmp.path().join("upgrade-override.yaml");
-    std::fs::write(
-        &override_file,
-        serde_yaml_ng::to_string(&values).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
-    let mut args: Vec<String> = vec![
-        "upgrade".into(),
-        scenario.release.clone(),
-        chart.dir.display().to_string(),
-        "--namespace".into(),
-        namespace.into(),
-    ];
-    for f in &files {
-        args.push("-f".into());
-        args.push(
-            std::fs::canonicalize(f)
-                .unwrap_or_else(|_| f.clone())
-                .display()
-                .to_string(),
-        );
-    }
-    args.push("-f".into());
-    args.push(override_file.display().to_string());
+    let (args, _tmp) = release_args("upgrade", scenario, &chart.dir, namespace, &files, &values)?;
     let kubeconfig = env.kubeconfig();
     let h2 = h.clone();
     tokio::task::spawn_blocking(move || h2.run(&args, Some(&kubeconfig)))
@@ -1186,4 +1143,44 @@ async fn upgrade(
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// `helm <verb> <release> <chart> --namespace <ns> -f <files>... -f <override>`: the override
+/// (the merged values with triggers pointed at the endpoint) is written to a temporary
+/// directory that the caller keeps alive while Helm runs.
+fn release_args(
+    verb: &str,
+    scenario: &Scenario,
+    chart_dir: &Path,
+    namespace: &str,
+    files: &[PathBuf],
+    values: &Value,
+) -> Result<(Vec<String>, crate::cleanup::TempDir), String> {
+    let tmp =
+        crate::cleanup::TempDir::new("keda-conformance-values-").map_err(|e| e.to_string())?;
+    let override_file = tmp.path().join(format!("{verb}-override.yaml"));
+    std::fs::write(
+        &override_file,
+        serde_yaml_ng::to_string(values).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut args: Vec<String> = vec![
+        verb.into(),
+        scenario.release.clone(),
+        chart_dir.display().to_string(),
+        "--namespace".into(),
+        namespace.into(),
+    ];
+    for f in files {
+        args.push("-f".into());
+        args.push(
+            std::fs::canonicalize(f)
+                .unwrap_or_else(|_| f.clone())
+                .display()
+                .to_string(),
+        );
+    }
+    args.push("-f".into());
+    args.push(override_file.display().to_string());
+    Ok((args, tmp))
 }

@@ -85,6 +85,10 @@ pub(super) fn run(a: RunArgs) -> Result<i32, InputError> {
             ));
         }
     }
+    if a.dry_run {
+        print!("{}", super::plan::plan(&scenarios, &a)?);
+        return Ok(exit_code::PASS);
+    }
     let needs_live = a.tier == engine::Tier::All
         && scenarios
             .iter()
@@ -364,6 +368,7 @@ pub(super) fn bench_live(suite: Option<PathBuf>) -> Result<i32, InputError> {
         nodes: None,
         out: out.clone(),
         keep: false,
+        dry_run: false,
         kubeconfig: None,
         context: None,
         install_keda: false,
@@ -444,6 +449,7 @@ pub(super) fn soak(a: SoakArgs) -> Result<i32, InputError> {
         nodes: None,
         out: out.clone(),
         keep: false,
+        dry_run: false,
         kubeconfig: None,
         context: None,
         install_keda: false,

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod commands;
+mod plan;
 mod qualify;
 mod repro;
 
@@ -127,6 +128,9 @@ pub struct RunArgs {
     /// Keep the cluster's run directory (logs, etcd data) after the run.
     #[arg(long)]
     pub keep: bool,
+    /// Print the exact plan (commands, charts, manifests, what is deleted afterwards) and stop.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Existing provider: the kubeconfig of the cluster to use.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,

@@ -394,6 +394,9 @@ pub async fn run(
         "FAIL"
     };
     if std::fs::create_dir_all(&dir).is_ok() {
+        // Evidence is for the owner only (it names clusters, tenants and queries).
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
         let _ = std::fs::write(dir.join("timeline.csv"), timeline::csv(&outcome.timeline));
         let _ = std::fs::write(
             dir.join("timeline.svg"),

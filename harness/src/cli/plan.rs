@@ -1,0 +1,184 @@
+//! `run --dry-run`: the exact plan of a run for the chosen provider, computed without touching
+//! a cluster: what starts, which charts and values, the Helm commands, the manifests applied,
+//! and everything deleted afterwards.
+
+use super::RunArgs;
+use crate::checks::ExpectedHeader;
+use crate::engine::Tier;
+use crate::error::InputError;
+use crate::provider::ProviderKind;
+use crate::render::{self, RenderOptions};
+use crate::scenario::{MetricsEndpoint, Scenario, Step};
+use crate::toolchain;
+use std::fmt::Write as _;
+
+/// The plan as text (stable: golden files compare it).
+///
+/// # Errors
+/// Input errors from rendering, and the kind provider's Docker check.
+pub fn plan(scenarios: &[Scenario], a: &RunArgs) -> Result<String, InputError> {
+    let mut out = String::new();
+    let live = a.tier == Tier::All
+        && scenarios
+            .iter()
+            .any(|s| s.steps.iter().any(|st| st.is_live()));
+    let _ = writeln!(
+        out,
+        "plan: {} scenario(s), tier {:?}, provider {}",
+        scenarios.len(),
+        a.tier,
+        a.provider.as_str()
+    );
+    if live {
+        match a.provider {
+            ProviderKind::Kind => crate::provider::kind::require_docker()?,
+            ProviderKind::Local => {
+                let nodes = a.nodes.unwrap_or_else(|| {
+                    scenarios
+                        .iter()
+                        .filter_map(|s| s.live.nodes)
+                        .max()
+                        .unwrap_or(5)
+                });
+                let _ = writeln!(out, "cluster: start a local cluster on 127.0.0.1 with {nodes} kwok node(s): etcd {}, kube-apiserver/kube-controller-manager/kube-scheduler {}, kwok {} (run directory $TMPDIR/keda-conformance-cluster.run-<pid>.*)", toolchain::ETCD.version(), toolchain::KUBERNETES.version(), toolchain::KWOK.version());
+                let _ = writeln!(
+                    out,
+                    "  HPA: sync period 5s, downscale stabilization 15s, tolerance 0.1"
+                );
+                keda_lines(&mut out);
+            }
+            ProviderKind::Existing => {
+                let kc = a
+                    .kubeconfig
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "<--kubeconfig>".into());
+                let _ = writeln!(
+                    out,
+                    "cluster: use the existing cluster in {kc} (context {})",
+                    a.context.as_deref().unwrap_or("current")
+                );
+                if a.install_keda {
+                    keda_lines(&mut out);
+                } else {
+                    let _ = writeln!(out, "KEDA: require the scaledobjects.keda.sh CRD and an Available v1beta1.external.metrics.k8s.io APIService (exit 2 otherwise)");
+                }
+            }
+        }
+    }
+    for s in scenarios {
+        for helm in &s.helm {
+            if a.helm.map(|h| h != helm.0).unwrap_or(false) {
+                continue;
+            }
+            let _ = writeln!(out, "\nscenario {} [helm {}]", s.name, helm.0.number());
+            let expected: Vec<ExpectedHeader> = match s.steps.first() {
+                Some(Step::Render(r)) => r
+                    .expect_headers
+                    .iter()
+                    .map(|(n, v)| ExpectedHeader {
+                        name: n.clone(),
+                        value: v.clone(),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let report = render::render(&RenderOptions {
+                chart: s.chart.clone(),
+                version: s.version.clone(),
+                values_files: s.values.clone(),
+                sets: s.set.clone(),
+                release: s.release.clone(),
+                namespace: s.namespace.clone(),
+                expected_headers: expected,
+                expect_scaled_object: true,
+                helm: helm.0,
+            })?;
+            let _ = writeln!(out, "  chart: {} from {}", report.chart, s.chart.display());
+            for f in &s.values {
+                let _ = writeln!(out, "  values: {}", f.display());
+            }
+            for set in &s.set {
+                let _ = writeln!(out, "  --set {set}");
+            }
+            let _ = writeln!(out, "  render: helm template {} <chart> --namespace {} (offline; absent dependencies replaced by empty stand-ins in a temporary copy)", s.release, s.namespace);
+            let ms = crate::keda::manifest::split(&report.rendered).unwrap_or_default();
+            for m in ms
+                .iter()
+                .filter(|m| m.kind != crate::chart::source::STUB_MARKER_KIND)
+            {
+                let _ = writeln!(
+                    out,
+                    "    {} {}/{} ({})",
+                    m.api_version, m.kind, m.name, m.source
+                );
+            }
+            if !(live && s.steps.iter().any(|st| st.is_live())) {
+                continue;
+            }
+            let endpoint = s.steps.iter().find_map(|st| match st {
+                Step::Install(i) => Some(i.metrics),
+                _ => None,
+            });
+            let where_to = match endpoint {
+                Some(MetricsEndpoint::Mock) => "a recording mock (wiremock) on 127.0.0.1",
+                Some(MetricsEndpoint::Proxy) => {
+                    "a recording proxy on 127.0.0.1 in front of the backend"
+                }
+                _ => "the backend",
+            };
+            let _ = writeln!(out, "  backend: start Cortex {} (Mimir API, auth enabled) on 127.0.0.1 for this scenario", toolchain::CORTEX.version());
+            let _ = writeln!(out, "  install: helm install {} <chart> --namespace {}-h{}-<id> --create-namespace{} -f <override>", s.release, s.name, helm.0.number(), s.values.iter().map(|f| format!(" -f {}", f.display())).collect::<String>());
+            let _ = writeln!(
+                out,
+                "    override: every trigger's metadata.serverAddress -> {where_to}"
+            );
+            for st in s
+                .steps
+                .iter()
+                .filter(|st| st.is_live() && !matches!(st, Step::Install(_)))
+            {
+                let _ = writeln!(out, "  step: {}", describe(st));
+            }
+            let _ = writeln!(out, "  afterwards: helm uninstall {} --namespace <ns>; delete Namespace <ns>; stop Cortex{}", s.release, if endpoint.map(|e| e != MetricsEndpoint::Backend).unwrap_or(false) { " and the mock" } else { "" });
+        }
+    }
+    if live {
+        let _ = writeln!(out, "\nat the end: {}", match (a.provider, a.install_keda) {
+            (ProviderKind::Local, _) => "stop KEDA, stop the cluster and remove its run directory (unless --keep)",
+            (ProviderKind::Existing, true) => "stop KEDA; delete the APIService v1beta1.external.metrics.k8s.io, the KEDA CRDs and Namespace keda that this run created",
+            _ => "nothing else: the cluster is left as found",
+        });
+    }
+    Ok(out)
+}
+
+fn keda_lines(out: &mut String) {
+    let _ = writeln!(out, "KEDA {}: apply CRDs scaledobjects, scaledjobs, triggerauthentications, clustertriggerauthentications, cloudeventsources, clustercloudeventsources (keda.sh, eventing.keda.sh) server-side", toolchain::KEDA.version());
+    let _ = writeln!(out, "  start keda-operator and keda-adapter as host processes (gRPC over mTLS, certificates from a cluster-trusted CA)");
+    let _ = writeln!(out, "  apply Namespace keda, Service keda/keda-metrics-apiserver (ExternalName localhost), APIService v1beta1.external.metrics.k8s.io");
+}
+
+fn describe(step: &Step) -> String {
+    match step {
+        Step::Seed(s) => format!(
+            "seed tenant {} ({} series, {} per Ready pod) by remote write every second",
+            s.tenant,
+            s.series.len(),
+            s.per_ready_pod.len()
+        ),
+        Step::ExpectReplicas(e) => format!(
+            "expect replicas {}",
+            e.exact
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "= oracle".into())
+        ),
+        Step::ExpectCondition(c) => format!("expect {} condition {}={}", c.on, c.type_, c.status),
+        Step::ExpectEvent(e) => format!("expect event {}", e.reason),
+        Step::SetMock(b) => format!("set mock answer {b:?}"),
+        Step::ExpectRequests(r) => format!("expect requests with headers {:?}", r.headers),
+        Step::Upgrade(u) => format!("helm upgrade to {}", u.chart.display()),
+        Step::Wait(w) => format!("wait {:?}", w.duration.0),
+        other => other.keyword().to_string(),
+    }
+}

@@ -18,6 +18,8 @@ pub struct LiveContext {
     pub env: crate::live::env::LiveEnv,
     /// Evidence directory (one subdirectory per scenario and Helm major).
     pub out_dir: PathBuf,
+    /// How many live scenarios run at once.
+    pub parallel: usize,
 }
 
 /// Which tiers to run.
@@ -62,13 +64,58 @@ pub fn run(
     helm_override: Option<crate::chart::helm::HelmMajor>,
     live: Option<&LiveContext>,
 ) -> Result<Vec<ScenarioResult>, InputError> {
+    use futures::StreamExt;
     let mut out = Vec::new();
+    let mut jobs: Vec<(
+        usize,
+        &Scenario,
+        crate::chart::helm::HelmMajor,
+        RenderReport,
+    )> = Vec::new();
     for s in scenarios {
         for helm in &s.helm {
             if helm_override.map(|h| h != helm.0).unwrap_or(false) {
                 continue;
             }
-            out.push(run_one(s, helm.0, live)?);
+            let (result, pending_live) = run_one(s, helm.0, live)?;
+            if pending_live {
+                if let Some(report) = result.render.clone() {
+                    jobs.push((out.len(), s, helm.0, report));
+                }
+            }
+            out.push(result);
+        }
+    }
+    if let (Some(ctx), false) = (live, jobs.is_empty()) {
+        // Live scenarios are independent (own namespace, own backend): run several at once.
+        let outcomes = ctx.runtime.block_on(async {
+            futures::stream::iter(jobs.iter().map(|(i, s, helm, report)| async move {
+                let started = Instant::now();
+                eprintln!("live: {} [helm {}] started", s.name, helm.number());
+                let outcome = crate::live::run::run(&ctx.env, s, *helm, report, &ctx.out_dir).await;
+                eprintln!(
+                    "live: {} [helm {}] {} after {:.0}s",
+                    s.name,
+                    helm.number(),
+                    if outcome.reasons.is_empty() {
+                        "passed"
+                    } else {
+                        "FAILED"
+                    },
+                    started.elapsed().as_secs_f64()
+                );
+                (*i, outcome, started.elapsed())
+            }))
+            .buffer_unordered(ctx.parallel.max(1))
+            .collect::<Vec<_>>()
+            .await
+        });
+        for (i, outcome, elapsed) in outcomes {
+            let r = &mut out[i];
+            r.reasons.extend(outcome.reasons.iter().cloned());
+            r.passed = r.reasons.is_empty();
+            r.elapsed += elapsed;
+            r.live = Some(outcome);
         }
     }
     Ok(out)
@@ -78,7 +125,7 @@ fn run_one(
     s: &Scenario,
     helm: crate::chart::helm::HelmMajor,
     live: Option<&LiveContext>,
-) -> Result<ScenarioResult, InputError> {
+) -> Result<(ScenarioResult, bool), InputError> {
     let started = Instant::now();
     let mut reasons = Vec::new();
     let mut render_report = None;
@@ -220,34 +267,28 @@ fn run_one(
         }
     }
     let has_live = s.steps.iter().any(|st| st.is_live());
-    let mut live_outcome = None;
+    let live_outcome = None;
     let mut live_not_run = false;
+    let mut pending_live = false;
     if has_live {
         match (live, &render_report) {
-            (Some(ctx), Some(report)) if reasons.is_empty() => {
-                let outcome = ctx.runtime.block_on(crate::live::run::run(
-                    &ctx.env,
-                    s,
-                    helm,
-                    report,
-                    &ctx.out_dir,
-                ));
-                reasons.extend(outcome.reasons.iter().cloned());
-                live_outcome = Some(outcome);
-            }
+            (Some(_), Some(_)) if reasons.is_empty() => pending_live = true,
             (Some(_), _) => reasons.push("live steps not run: the render step failed".into()),
             (None, _) => live_not_run = true,
         }
     }
-    Ok(ScenarioResult {
-        live: live_outcome,
-        live_not_run,
-        name: format!("{} [helm {}]", s.name, helm.number()),
-        description: s.description.clone(),
-        file: s.file.display().to_string(),
-        passed: reasons.is_empty(),
-        reasons,
-        render: render_report,
-        elapsed: started.elapsed(),
-    })
+    Ok((
+        ScenarioResult {
+            live: live_outcome,
+            live_not_run,
+            name: format!("{} [helm {}]", s.name, helm.number()),
+            description: s.description.clone(),
+            file: s.file.display().to_string(),
+            passed: reasons.is_empty(),
+            reasons,
+            render: render_report,
+            elapsed: started.elapsed(),
+        },
+        pending_live,
+    ))
 }

@@ -29,6 +29,7 @@ fn live_context(s: &scenario::Scenario) -> Result<engine::LiveContext, Failed> {
         runtime,
         env,
         out_dir,
+        parallel: 1,
     })
 }
 

@@ -235,6 +235,7 @@ fn start_live(
         runtime,
         env,
         out_dir: a.out.clone(),
+        parallel: a.parallel,
     })
 }
 
@@ -369,6 +370,7 @@ pub(super) fn bench_live(suite: Option<PathBuf>) -> Result<i32, InputError> {
         out: out.clone(),
         keep: false,
         dry_run: false,
+        parallel: 3,
         kubeconfig: None,
         context: None,
         install_keda: false,
@@ -450,6 +452,7 @@ pub(super) fn soak(a: SoakArgs) -> Result<i32, InputError> {
         out: out.clone(),
         keep: false,
         dry_run: false,
+        parallel: 3,
         kubeconfig: None,
         context: None,
         install_keda: false,

@@ -128,6 +128,9 @@ pub struct RunArgs {
     /// Keep the cluster's run directory (logs, etcd data) after the run.
     #[arg(long)]
     pub keep: bool,
+    /// How many live scenarios run at once (each has its own namespace and backend).
+    #[arg(long, default_value_t = 3)]
+    pub parallel: usize,
     /// Print the exact plan (commands, charts, manifests, what is deleted afterwards) and stop.
     #[arg(long)]
     pub dry_run: bool,

@@ -89,21 +89,7 @@ pub(super) fn run(a: RunArgs) -> Result<i32, InputError> {
         print!("{}", super::plan::plan(&scenarios, &a)?);
         return Ok(exit_code::PASS);
     }
-    let needs_live = a.tier == engine::Tier::All
-        && scenarios
-            .iter()
-            .any(|s| s.steps.iter().any(|st| st.is_live()));
-    let live = if needs_live {
-        Some(start_live(&scenarios, &a)?)
-    } else {
-        None
-    };
-    let results = engine::run(&scenarios, a.helm, live.as_ref());
-    if let Some(ctx) = live {
-        let engine::LiveContext { runtime, env, .. } = ctx;
-        runtime.block_on(env.stop());
-    }
-    let results = results?;
+    let results = run_suite_once(&scenarios, &a)?;
     let text = match a.format {
         Format::Text => report::run_text(&results, a.verbose),
         Format::Json => report::run_json(&results),
@@ -459,24 +445,10 @@ pub(super) fn soak(a: SoakArgs) -> Result<i32, InputError> {
         hpa_sync_period: None,
         hpa_downscale_stabilization: None,
     };
-    let needs_live = a.tier == engine::Tier::All
-        && scenarios
-            .iter()
-            .any(|s| s.steps.iter().any(|st| st.is_live()));
     let mut outcomes: std::collections::BTreeMap<String, Vec<(bool, f64, Vec<String>)>> =
         Default::default();
     for i in 0..a.runs.max(1) {
-        let live = if needs_live {
-            Some(start_live(&scenarios, &run_args)?)
-        } else {
-            None
-        };
-        let results = engine::run(&scenarios, a.helm, live.as_ref());
-        if let Some(ctx) = live {
-            let engine::LiveContext { runtime, env, .. } = ctx;
-            runtime.block_on(env.stop());
-        }
-        let results = results?;
+        let results = run_suite_once(&scenarios, &run_args)?;
         let failed = results.iter().filter(|r| !r.passed).count();
         eprintln!(
             "soak run {}/{}: {} passed, {failed} failed",
@@ -559,4 +531,58 @@ pub(super) fn require_values_files(files: &[PathBuf]) -> Result<(), InputError> 
         )),
         None => Ok(()),
     }
+}
+
+/// Runs the scenarios once: starts the live environment when live steps need it, runs the
+/// engine, and stops the environment again (also when the engine fails).
+fn run_suite_once(
+    scenarios: &[scenario::Scenario],
+    a: &RunArgs,
+) -> Result<Vec<engine::ScenarioResult>, InputError> {
+    let needs_live = a.tier == engine::Tier::All
+        && scenarios
+            .iter()
+            .any(|s| s.steps.iter().any(|st| st.is_live()));
+    let live = if needs_live {
+        Some(start_live(scenarios, a)?)
+    } else {
+        None
+    };
+    let results = engine::run(scenarios, a.helm, live.as_ref());
+    if let Some(ctx) = live {
+        let engine::LiveContext { runtime, env, .. } = ctx;
+        runtime.block_on(env.stop());
+    }
+    results
+}
+
+/// A runtime and a local live environment (cluster, KEDA) for commands that run derived
+/// scenarios (`repro`, `qualify`).
+pub(super) fn local_live(
+    name: &str,
+    nodes: u32,
+) -> Result<(tokio::runtime::Runtime, crate::live::env::LiveEnv), InputError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            InputError::in_environment("tokio runtime", e.to_string(), "check thread limits")
+        })?;
+    eprintln!("starting the live tier: local provider, {nodes} nodes, KEDA {}, Mimir-API backend Cortex {}", toolchain::KEDA.version(), toolchain::CORTEX.version());
+    let env = runtime
+        .block_on(crate::live::env::LiveEnv::start_local(
+            &format!("{name}-{}", std::process::id()),
+            nodes,
+            false,
+            &|line| eprintln!("  {line}"),
+        ))
+        .map_err(|e| {
+            InputError::in_environment(
+                "live tier",
+                e.to_string(),
+                "run `scripts/setup-stack.sh`; see the component log named above",
+            )
+        })?;
+    Ok((runtime, env))
 }

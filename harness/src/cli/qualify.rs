@@ -124,28 +124,7 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
         }
     }
     if !live_plans.is_empty() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                InputError::in_environment("tokio runtime", e.to_string(), "check thread limits")
-            })?;
-        eprintln!("qualify: starting the live tier (local provider)");
-        let env = runtime
-            .block_on(crate::live::env::LiveEnv::start_local(
-                &format!("qualify-{}", std::process::id()),
-                5,
-                false,
-                &|line| eprintln!("  {line}"),
-            ))
-            .map_err(|e| {
-                InputError::in_environment(
-                    "live tier",
-                    e.to_string(),
-                    "run `scripts/setup-stack.sh`",
-                )
-            })?;
+        let (runtime, env) = super::commands::local_live("qualify", 5)?;
         std::fs::create_dir_all(&a.out).map_err(|e| {
             InputError::in_flag(
                 "--out",

@@ -101,24 +101,7 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
         .and_then(|so| so.body["spec"]["maxReplicaCount"].as_u64())
         .unwrap_or(5);
     let nodes = (max as u32).clamp(3, 10);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            InputError::in_environment("tokio runtime", e.to_string(), "check thread limits")
-        })?;
-    eprintln!("running the derived scenario live (local provider, {nodes} nodes)");
-    let env = runtime
-        .block_on(crate::live::env::LiveEnv::start_local(
-            &format!("repro-{}", std::process::id()),
-            nodes,
-            false,
-            &|line| eprintln!("  {line}"),
-        ))
-        .map_err(|e| {
-            InputError::in_environment("live tier", e.to_string(), "run `scripts/setup-stack.sh`")
-        })?;
+    let (runtime, env) = super::commands::local_live("repro", nodes)?;
     std::fs::create_dir_all(&a.out).map_err(|e| {
         InputError::in_flag(
             "--out",

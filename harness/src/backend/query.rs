@@ -45,7 +45,14 @@ pub fn keda_value(answer: &Answer, query: &str, ignore_null_values: bool) -> Res
             answer.status
         ));
     }
-    let v: serde_json::Value = serde_json::from_str(&answer.body).map_err(|e| e.to_string())?;
+    // Go's encoding/json words a truncated body as "unexpected end of JSON input".
+    let v: serde_json::Value = serde_json::from_str(&answer.body).map_err(|e| {
+        if e.is_eof() {
+            "unexpected end of JSON input".to_string()
+        } else {
+            e.to_string()
+        }
+    })?;
     let result = v["data"]["result"].as_array().cloned().unwrap_or_default();
     if result.is_empty() {
         return if ignore_null_values {

@@ -20,6 +20,7 @@ pub enum Behaviour {
     /// A 200 with an empty result.
     Empty,
     /// One series whose value is NaN.
+    #[serde(rename = "nan")]
     NaN,
     /// Two series (KEDA rejects "multiple elements").
     MultipleSeries,

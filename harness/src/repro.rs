@@ -172,6 +172,33 @@ pub fn rendered_tenants(trigger: &TriggerRequest) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The tenants to seed: those given, else the X-Scope-OrgID the chart renders, else the one
+/// the values meant to send. Returns them and the tenants to seed (`tenant-a` when none is
+/// known, so an anonymous query still has data it could have found).
+pub fn tenants_for(
+    given: &[String],
+    trigger: &TriggerRequest,
+    intended: &[crate::checks::ExpectedHeader],
+) -> (Vec<String>, Vec<String>) {
+    let mut tenants = given.to_vec();
+    if tenants.is_empty() {
+        tenants = rendered_tenants(trigger);
+    }
+    if tenants.is_empty() {
+        tenants = intended
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("X-Scope-OrgID"))
+            .map(|h| h.value.clone())
+            .collect();
+    }
+    let seed = if tenants.is_empty() {
+        vec!["tenant-a".to_string()]
+    } else {
+        tenants.clone()
+    };
+    (tenants, seed)
+}
+
 /// A default backlog: three times the threshold for the first tenant (the oracle then expects
 /// min(3, maxReplicaCount) under AverageValue), a tenth of it for the others; series whose
 /// name ends in `build_info` follow the Ready pods.

@@ -343,26 +343,7 @@ pub(super) fn bench_live(suite: Option<PathBuf>) -> Result<i32, InputError> {
         ));
     }
     let out = std::env::temp_dir().join(format!("keda-conformance-bench-{}", std::process::id()));
-    let args = RunArgs {
-        suite: Some(suite),
-        filter: None,
-        junit: None,
-        helm: None,
-        format: Format::Text,
-        verbose: false,
-        tier: engine::Tier::All,
-        provider: crate::provider::ProviderKind::Local,
-        nodes: None,
-        out: out.clone(),
-        keep: false,
-        dry_run: false,
-        parallel: 3,
-        kubeconfig: None,
-        context: None,
-        install_keda: false,
-        hpa_sync_period: None,
-        hpa_downscale_stabilization: None,
-    };
+    let args = RunArgs::for_suite(suite, engine::Tier::All, None, out.clone());
     let started = std::time::Instant::now();
     let ctx = start_live(&scenarios, &args)?;
     let ready = started.elapsed();
@@ -425,26 +406,7 @@ pub(super) fn soak(a: SoakArgs) -> Result<i32, InputError> {
         .unwrap_or_else(|| suites_dir().join("default"));
     let scenarios = scenario::load_suite(&suite)?;
     let out = std::env::temp_dir().join(format!("keda-conformance-soak-{}", std::process::id()));
-    let run_args = RunArgs {
-        suite: Some(suite),
-        filter: None,
-        junit: None,
-        helm: a.helm,
-        format: Format::Text,
-        verbose: false,
-        tier: a.tier,
-        provider: crate::provider::ProviderKind::Local,
-        nodes: None,
-        out: out.clone(),
-        keep: false,
-        dry_run: false,
-        parallel: 3,
-        kubeconfig: None,
-        context: None,
-        install_keda: false,
-        hpa_sync_period: None,
-        hpa_downscale_stabilization: None,
-    };
+    let run_args = RunArgs::for_suite(suite, a.tier, a.helm, out.clone());
     let mut outcomes: std::collections::BTreeMap<String, Vec<(bool, f64, Vec<String>)>> =
         Default::default();
     for i in 0..a.runs.max(1) {
@@ -585,4 +547,36 @@ pub(super) fn local_live(
             )
         })?;
     Ok((runtime, env))
+}
+
+impl RunArgs {
+    /// A run of `suite` on the local provider with every other option at its default, for
+    /// commands that drive `run` themselves (`soak`, `bench live`).
+    fn for_suite(
+        suite: PathBuf,
+        tier: engine::Tier,
+        helm: Option<HelmMajor>,
+        out: PathBuf,
+    ) -> Self {
+        Self {
+            suite: Some(suite),
+            filter: None,
+            junit: None,
+            helm,
+            format: Format::Text,
+            verbose: false,
+            tier,
+            provider: crate::provider::ProviderKind::Local,
+            nodes: None,
+            out,
+            keep: false,
+            dry_run: false,
+            parallel: 3,
+            kubeconfig: None,
+            context: None,
+            install_keda: false,
+            hpa_sync_period: None,
+            hpa_downscale_stabilization: None,
+        }
+    }
 }

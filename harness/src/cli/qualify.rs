@@ -5,7 +5,7 @@ use super::QualifyArgs;
 use crate::chart::helm::HelmMajor;
 use crate::error::{exit_code, InputError};
 use crate::render::{self, RenderOptions};
-use crate::repro::{default_metrics, rendered_tenants, scenario_yaml_with_upgrade};
+use crate::repro::{default_metrics, scenario_yaml_with_upgrade};
 use crate::scenario::Scenario;
 use std::fmt::Write as _;
 
@@ -65,19 +65,7 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
             });
             continue;
         };
-        let mut tenants = rendered_tenants(&trigger);
-        if tenants.is_empty() {
-            tenants = expected
-                .iter()
-                .filter(|h| h.name.eq_ignore_ascii_case("X-Scope-OrgID"))
-                .map(|h| h.value.clone())
-                .collect();
-        }
-        let seed_tenants = if tenants.is_empty() {
-            vec!["tenant-a".to_string()]
-        } else {
-            tenants.clone()
-        };
+        let (tenants, seed_tenants) = crate::repro::tenants_for(&[], &trigger, &expected);
         let metrics = default_metrics(&trigger, &seed_tenants);
         let mut plans = vec![(
             "live scaling".to_string(),

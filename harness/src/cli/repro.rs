@@ -4,9 +4,7 @@ use super::ReproArgs;
 use crate::checks::Status;
 use crate::error::{exit_code, InputError};
 use crate::render::{self, RenderOptions};
-use crate::repro::{
-    default_metrics, rendered_tenants, scenario_yaml, verdict_markdown, TenantMetrics,
-};
+use crate::repro::{default_metrics, scenario_yaml, verdict_markdown, TenantMetrics};
 use crate::scenario::Scenario;
 
 pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
@@ -29,22 +27,7 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
         println!("\nNo ScaledObject with a prometheus trigger that KEDA can parse is rendered, so there is nothing to run live; the render checks above say why.");
         return Ok(exit_code::FAILED);
     };
-    let mut tenants = a.tenants.clone();
-    if tenants.is_empty() {
-        tenants = rendered_tenants(&trigger);
-    }
-    if tenants.is_empty() {
-        tenants = intended
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("X-Scope-OrgID"))
-            .map(|h| h.value.clone())
-            .collect();
-    }
-    let seed_tenants = if tenants.is_empty() {
-        vec!["tenant-a".to_string()]
-    } else {
-        tenants.clone()
-    };
+    let (tenants, seed_tenants) = crate::repro::tenants_for(&a.tenants, &trigger, &intended);
     let metrics: Vec<TenantMetrics> = match &a.metrics {
         Some(file) => {
             let text = std::fs::read_to_string(file).map_err(|e| {

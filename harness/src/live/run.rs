@@ -66,6 +66,18 @@ struct Target {
     fallback_replicas: Option<i32>,
 }
 
+impl Target {
+    /// The headers the trigger sends (its customHeaders), as KEDA names them.
+    fn headers(&self) -> Vec<(String, String)> {
+        self.trigger
+            .config
+            .custom_headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
 fn target_from_render(
     render: &RenderReport,
     manifests: &[Manifest],
@@ -638,14 +650,7 @@ async fn oracle(
     current: i32,
     ready: i32,
 ) -> (Result<f64, String>, Option<i32>) {
-    let headers: Vec<(String, String)> = target
-        .trigger
-        .config
-        .custom_headers
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let mut headers = headers;
+    let mut headers = target.headers();
     headers.push((ORACLE_MARKER.to_string(), "1".to_string()));
     // KEDA gives up after the trigger's timeout (its global HTTP timeout, 3 s, by default).
     let limit = target
@@ -996,13 +1001,7 @@ async fn write_evidence(
     w("keda-operator.log", &op);
     w("keda-adapter.log", &ad);
     let http = reqwest::Client::new();
-    let headers: Vec<(String, String)> = target
-        .trigger
-        .config
-        .custom_headers
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let headers = target.headers();
     let answer = instant(
         &http,
         &backend.prometheus_url(),

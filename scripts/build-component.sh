@@ -11,8 +11,9 @@ wrapper="$here/go/$name"
 # shellcheck disable=SC1091
 . "$wrapper/component.env"
 cache_root=${KEDA_CONFORMANCE_CACHE:-$HOME/.cache/keda-conformance}
-# The key covers the version and the wrapper module itself, so a changed replace line rebuilds.
-key=$(cat "$wrapper/component.env" "$wrapper/go.mod" | sha256sum | cut -c1-12)
+# The key covers the version and the wrapper module itself (component.env, go.mod and any Go
+# source of ours), so a changed replace line or reference program rebuilds.
+key=$(find "$wrapper" -maxdepth 1 -name '*.go' | sort | xargs cat "$wrapper/component.env" "$wrapper/go.mod" | sha256sum | cut -c1-12)
 dest="$cache_root/stack/$name-$VERSION-$key"
 mkdir -p "$cache_root/stack" "$cache_root/logs"
 exec 9>"$cache_root/stack/.$name.lock"

@@ -2,6 +2,7 @@
 //! the scenario's expectations.
 
 use crate::checks::{ExpectedHeader, Status};
+use crate::claim::Claim;
 use crate::error::InputError;
 use crate::render::{self, RenderOptions, RenderReport};
 use crate::scenario::{Scenario, Step};
@@ -38,6 +39,10 @@ pub struct ScenarioResult {
     pub name: String,
     /// The scenario's description.
     pub description: String,
+    /// What the scenario proves, as its JUnit case name (default: `name`).
+    pub proves: Option<String>,
+    /// Every claim it makes (render and live), with its verdict.
+    pub claims: Vec<Claim>,
     /// The scenario file.
     pub file: String,
     /// Whether every expectation held.
@@ -113,6 +118,12 @@ pub fn run(
         for (i, outcome, elapsed) in outcomes {
             let r = &mut out[i];
             r.reasons.extend(outcome.reasons.iter().cloned());
+            let live_claims = if outcome.claims.is_empty() {
+                live_claims_not_reached(jobs.iter().find(|j| j.0 == i).map(|j| j.1))
+            } else {
+                outcome.claims.clone()
+            };
+            r.claims.extend(live_claims);
             r.passed = r.reasons.is_empty();
             r.elapsed += elapsed;
             r.live = Some(outcome);
@@ -129,6 +140,7 @@ fn run_one(
     let started = Instant::now();
     let mut reasons = Vec::new();
     let mut render_report = None;
+    let mut claims = Vec::new();
     for step in &s.steps {
         match step {
             Step::Render(r) => {
@@ -261,6 +273,7 @@ fn run_one(
                 {
                     reasons.push("a check failed".into());
                 }
+                claims = render_claims(r, &report, &failed, &reasons);
                 render_report = Some(report);
             }
             _ => break,
@@ -276,6 +289,9 @@ fn run_one(
             (Some(_), _) => reasons.push("live steps not run: the render step failed".into()),
             (None, _) => live_not_run = true,
         }
+        if !pending_live {
+            claims.extend(live_claims_not_reached(Some(s)));
+        }
     }
     Ok((
         ScenarioResult {
@@ -283,6 +299,8 @@ fn run_one(
             live_not_run,
             name: format!("{} [helm {}]", s.name, helm.number()),
             description: s.description.clone(),
+            proves: s.proves.clone(),
+            claims,
             file: s.file.display().to_string(),
             passed: reasons.is_empty(),
             reasons,
@@ -291,4 +309,81 @@ fn run_one(
         },
         pending_live,
     ))
+}
+
+/// The claims of a scenario's live steps, none of them reached.
+fn live_claims_not_reached(s: Option<&Scenario>) -> Vec<Claim> {
+    s.map(|s| {
+        s.steps
+            .iter()
+            .filter(|st| st.is_live())
+            .flat_map(|st| st.claims())
+            .map(Claim::not_reached)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The render step's claims: each expected header is rendered for KEDA, the checks pass (or
+/// exactly the expected ones fail, for a defective chart), the target and replica bounds.
+fn render_claims(
+    r: &crate::scenario::RenderStep,
+    report: &RenderReport,
+    failed: &[String],
+    reasons: &[String],
+) -> Vec<Claim> {
+    let mut claims = Vec::new();
+    let mut expected = r.failing_checks.clone();
+    expected.sort();
+    expected.dedup();
+    let checks_claim = if expected.is_empty() {
+        "every render check passes".to_string()
+    } else {
+        format!("render checks {} catch the defect", expected.join(", "))
+    };
+    claims.push(if failed == expected.as_slice() {
+        Claim::held(checks_claim, format!("failing checks: {}", failed.len()))
+    } else {
+        Claim::broken(
+            checks_claim,
+            format!("failing checks: {}", failed.join(", ")),
+        )
+    });
+    for name in r.expect_headers.keys() {
+        let lower = name.to_ascii_lowercase();
+        let broken: Vec<String> = report
+            .verdict
+            .findings
+            .iter()
+            .filter(|f| {
+                f.check == "trigger.expected-header"
+                    && f.status == Status::Fail
+                    && (f.message.to_ascii_lowercase().contains(&lower)
+                        || f.subject.to_ascii_lowercase().contains(&lower))
+            })
+            .map(|f| format!("{}: {}", f.subject, f.message))
+            .collect();
+        let claim = format!("header {name} is rendered for KEDA to send");
+        claims.push(if broken.is_empty() {
+            Claim::held(claim, "trigger.expected-header passes")
+        } else {
+            Claim::broken(claim, broken.join("; "))
+        });
+    }
+    let find = |prefix: &str| reasons.iter().find(|x| x.starts_with(prefix)).cloned();
+    if let Some(t) = &r.target {
+        let claim = format!("ScaledObject targets {}/{}", t.kind, t.name);
+        claims.push(match find("expected a ScaledObject targeting") {
+            Some(why) => Claim::broken(claim, why),
+            None => Claim::held(claim, "rendered"),
+        });
+    }
+    if let Some(rep) = r.replicas {
+        let claim = format!("ScaledObject renders replicas {}..{}", rep.min, rep.max);
+        claims.push(match find("expected replicas min") {
+            Some(why) => Claim::broken(claim, why),
+            None => Claim::held(claim, "rendered"),
+        });
+    }
+    claims
 }

@@ -9,6 +9,7 @@ pub mod backend;
 pub mod bench;
 pub mod chart;
 pub mod checks;
+pub mod claim;
 pub mod cleanup;
 pub mod cli;
 pub mod engine;

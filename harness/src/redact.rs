@@ -45,10 +45,16 @@ impl Redactor {
     /// `Bearer x` / `Basic x` values.
     pub fn add_header(&mut self, name: &str, value: &str) {
         if is_sensitive_header(name) {
-            self.add(value);
-            if let Some((_, cred)) = value.split_once(' ') {
-                self.add(cred);
-            }
+            self.add_secret_header(value);
+        }
+    }
+
+    /// Adds the value of a header set from a TriggerAuthentication (whatever its name), and
+    /// the credential part of `Bearer x` / `Basic x` values.
+    pub fn add_secret_header(&mut self, value: &str) {
+        self.add(value);
+        if let Some((_, cred)) = value.split_once(' ') {
+            self.add(cred);
         }
     }
 

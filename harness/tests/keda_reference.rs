@@ -1,7 +1,8 @@
 //! Differential test: our Rust reproduction of KEDA's prometheus scaler against KEDA's own
 //! code (scripts/go/keda-reference links the pinned KEDA module), on a table of tricky
-//! metadata plus a few hundred generated cases. Parse verdicts, error texts, and the path,
-//! query and headers of the request actually sent must agree.
+//! metadata and authentication parameters (bearer, basic, custom, their combinations and
+//! KEDA's trimming) plus a few hundred generated cases. Parse verdicts, error texts, and the
+//! path, query and headers of the request actually sent must agree.
 
 use keda_conformance::keda::prometheus::parse;
 use std::collections::BTreeMap;
@@ -40,25 +41,176 @@ impl Lcg {
     }
 }
 
-fn cases() -> Vec<BTreeMap<String, String>> {
-    let base = |extra: &[(&str, &str)]| {
-        let mut m: BTreeMap<String, String> = [
-            ("serverAddress", "{{server}}/prometheus"),
-            ("query", "sum(x{a=\"b c\"})"),
-            ("threshold", "250"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        for (k, v) in extra {
-            if v.is_empty() {
-                m.remove(*k);
-            } else {
-                m.insert(k.to_string(), v.to_string());
+type Params = BTreeMap<String, String>;
+type Case = (Params, Params);
+
+/// Valid trigger metadata with `extra` set (an empty value removes the key).
+fn base(extra: &[(&str, &str)]) -> Params {
+    let mut m: BTreeMap<String, String> = [
+        ("serverAddress", "{{server}}/prometheus"),
+        ("query", "sum(x{a=\"b c\"})"),
+        ("threshold", "250"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        if v.is_empty() {
+            m.remove(*k);
+        } else {
+            m.insert(k.to_string(), v.to_string());
+        }
+    }
+    m
+}
+
+/// Authentication cases: trigger metadata and the authParams a TriggerAuthentication would
+/// resolve to.
+fn auth_cases() -> Vec<Case> {
+    let p = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let mut out = vec![
+        (
+            base(&[("authModes", "bearer")]),
+            p(&[("bearerToken", "tok")]),
+        ),
+        (base(&[("authModes", "bearer")]), p(&[("token", "tok2")])),
+        (base(&[("authModes", "bearer")]), p(&[])),
+        (
+            base(&[("authModes", "basic")]),
+            p(&[("username", "u"), ("password", "p@ss:word")]),
+        ),
+        (base(&[("authModes", "basic")]), p(&[("username", "only")])),
+        (base(&[("authModes", "basic")]), p(&[("password", "p")])),
+        (
+            base(&[("authModes", "custom")]),
+            p(&[("customAuthHeader", "X-Api-Key"), ("customAuthValue", "k1")]),
+        ),
+        (
+            base(&[("authModes", "custom")]),
+            p(&[
+                ("customAuthHeader", "x-api-key"),
+                ("customAuthValue", "k1\n"),
+            ]),
+        ),
+        (
+            base(&[("authModes", "custom")]),
+            p(&[
+                ("customAuthHeader", "X-Scope-OrgID"),
+                ("customAuthValue", "tenant-b\n"),
+            ]),
+        ),
+        (
+            base(&[("authModes", "custom")]),
+            p(&[("customAuthHeader", "X-Api-Key")]),
+        ),
+        (
+            base(&[("authModes", "custom")]),
+            p(&[("customAuthHeader", "Bad Name"), ("customAuthValue", "v")]),
+        ),
+        (
+            base(&[("authModes", "custom")]),
+            p(&[("customAuthHeader", "X-K"), ("customAuthValue", "a\u{1}b")]),
+        ),
+        (
+            base(&[("authModes", "custom")]),
+            p(&[("customAuthHeader", "X-K"), ("customAuthValue", "a\tb")]),
+        ),
+        (
+            base(&[("authModes", "bearer,custom")]),
+            p(&[
+                ("bearerToken", "t"),
+                ("customAuthHeader", "X-K"),
+                ("customAuthValue", "v"),
+            ]),
+        ),
+        (
+            base(&[("authModes", "basic, custom")]),
+            p(&[
+                ("username", "u"),
+                ("customAuthHeader", "X-K"),
+                ("customAuthValue", "v"),
+            ]),
+        ),
+        (
+            base(&[("authModes", "bearer,basic")]),
+            p(&[("bearerToken", "t"), ("username", "u")]),
+        ),
+        (base(&[("authModes", "digest")]), p(&[])),
+        (
+            base(&[("authModes", "bearer,")]),
+            p(&[("bearerToken", "t")]),
+        ),
+        (base(&[("authMode", "bearer")]), p(&[("bearerToken", "t")])),
+        (
+            base(&[]),
+            p(&[("authModes", "bearer"), ("bearerToken", "t")]),
+        ),
+        (base(&[("authModes", "tls")]), p(&[("cert", "c")])),
+        (base(&[("authModes", "oauth")]), p(&[("clientID", "c")])),
+        (
+            base(&[("authModes", "apiKey"), ("method", "cookie")]),
+            p(&[("apiKey", "k")]),
+        ),
+        (base(&[("authModes", "apiKey")]), p(&[])),
+        (
+            base(&[
+                ("authModes", "bearer"),
+                ("customHeaders", "Authorization=Basic eA==,X-Scope-OrgID=a"),
+            ]),
+            p(&[("bearerToken", "t")]),
+        ),
+        (
+            base(&[
+                ("authModes", "custom"),
+                ("customHeaders", "X-Scope-OrgID=a"),
+            ]),
+            p(&[
+                ("customAuthHeader", "x-scope-orgid"),
+                ("customAuthValue", "b"),
+            ]),
+        ),
+        (
+            base(&[("customHeaders", "X-Scope-OrgID=a")]),
+            p(&[("bearerToken", "unused")]),
+        ),
+    ];
+    let modes = [
+        "bearer",
+        "basic",
+        "custom",
+        "bearer,custom",
+        "custom,basic",
+        "",
+        "Bearer",
+    ];
+    let values = ["v", " v ", "", "v\n", "a b", "x=y"];
+    let mut rng = Lcg(7);
+    for _ in 0..60 {
+        let mut params = BTreeMap::new();
+        for key in ["bearerToken", "username", "password", "customAuthValue"] {
+            if rng.next().is_multiple_of(2) {
+                params.insert(key.to_string(), rng.pick(&values).to_string());
             }
         }
-        m
-    };
+        if !rng.next().is_multiple_of(3) {
+            params.insert(
+                "customAuthHeader".to_string(),
+                rng.pick(&["X-Api-Key", "x-scope-orgid", "Bad Name", ""])
+                    .to_string(),
+            );
+        }
+        out.push((base(&[("authModes", rng.pick(&modes))]), params));
+    }
+    out
+}
+
+fn cases() -> Vec<Case> {
+    let mut auth = auth_cases();
     let mut out = vec![
         base(&[]),
         base(&[("customHeaders", "X-Scope-OrgID=tenant-a")]),
@@ -129,7 +281,9 @@ fn cases() -> Vec<BTreeMap<String, String>> {
             ("ignoreNullValues", rng.pick(&bools)),
         ]));
     }
-    out
+    let mut all: Vec<Case> = out.into_iter().map(|m| (m, BTreeMap::new())).collect();
+    all.append(&mut auth);
+    all
 }
 
 #[test]
@@ -143,11 +297,11 @@ fn rust_parser_agrees_with_kedas_own_code() {
         .expect("start keda-reference");
     {
         let mut stdin = child.stdin.take().expect("stdin");
-        for c in &cases {
+        for (c, auth) in &cases {
             writeln!(
                 stdin,
                 "{}",
-                serde_json::json!({"metadata": c, "metricType": ""})
+                serde_json::json!({"metadata": c, "authParams": auth, "metricType": ""})
             )
             .expect("write");
         }
@@ -159,13 +313,13 @@ fn rust_parser_agrees_with_kedas_own_code() {
         .collect();
     assert_eq!(answers.len(), cases.len());
     let mut disagreements = Vec::new();
-    for (c, go) in cases.iter().zip(&answers) {
+    for ((c, auth), go) in cases.iter().zip(&answers) {
         // Our side parses the same metadata with a concrete address for the placeholder.
         let concrete: BTreeMap<String, String> = c
             .iter()
             .map(|(k, v)| (k.clone(), v.replace("{{server}}", "http://127.0.0.1:9")))
             .collect();
-        let ours = parse(&concrete, "");
+        let ours = parse(&concrete, auth, "");
         let go_ok = go["ok"].as_bool().unwrap_or(false);
         match (&ours, go_ok) {
             (Err(errs), false) => {
@@ -173,7 +327,7 @@ fn rust_parser_agrees_with_kedas_own_code() {
                 for e in errs {
                     if !go_err.contains(&e.message) {
                         disagreements.push(format!(
-                            "{c:?}: our error {:?} is not in KEDA's {go_err:?}",
+                            "{c:?} {auth:?}: our error {:?} is not in KEDA's {go_err:?}",
                             e.message
                         ));
                     }
@@ -191,7 +345,7 @@ fn rust_parser_agrees_with_kedas_own_code() {
                             .any(|e| send_err.contains(e.as_str()))
                     {
                         disagreements.push(format!(
-                            "{c:?}: transport errors differ: ours {:?}, KEDA {send_err:?}",
+                            "{c:?} {auth:?}: transport errors differ: ours {:?}, KEDA {send_err:?}",
                             planned.transport_errors
                         ));
                     }
@@ -212,7 +366,7 @@ fn rust_parser_agrees_with_kedas_own_code() {
                     .unwrap_or_default();
                 if go_headers != planned.headers {
                     disagreements.push(format!(
-                        "{c:?}: headers differ: ours {:?}, KEDA {go_headers:?}",
+                        "{c:?} {auth:?}: headers differ: ours {:?}, KEDA {go_headers:?}",
                         planned.headers
                     ));
                 }
@@ -224,15 +378,15 @@ fn rust_parser_agrees_with_kedas_own_code() {
                     .replace("http://127.0.0.1:9", "");
                 if go["request"]["path"].as_str() != Some(ours_path.as_str()) {
                     disagreements.push(format!(
-                        "{c:?}: path differs: ours {ours_path}, KEDA {}",
+                        "{c:?} {auth:?}: path differs: ours {ours_path}, KEDA {}",
                         go["request"]["path"]
                     ));
                 }
                 if go["request"]["query"]["query"][0].as_str() != Some(cfg.query.as_str()) {
-                    disagreements.push(format!("{c:?}: query differs"));
+                    disagreements.push(format!("{c:?} {auth:?}: query differs"));
                 }
             }
-            _ => disagreements.push(format!("{c:?}: ours {ours:?}, KEDA {go}")),
+            _ => disagreements.push(format!("{c:?} {auth:?}: ours {ours:?}, KEDA {go}")),
         }
     }
     assert!(

@@ -1,11 +1,23 @@
-//! A live run whose trigger sends a known credential: the credential must reach the endpoint
-//! (the scenario asserts that at the mock) and appear in no output of the run: standard
-//! output and error, the JUnit report, and every evidence file.
+//! Live runs whose triggers send known credentials (a credential in customHeaders, and a
+//! bearer token, basic auth and a custom auth header from TriggerAuthentication Secrets):
+//! each credential must reach the endpoint (the scenarios assert that at the mock) and appear
+//! in no output of the run: standard output and error, the JUnit report, and every evidence
+//! file, neither as written nor base64-encoded.
 
 use std::path::Path;
 use std::process::Command;
 
-const SECRET: &str = "kc-live-secret-7c1e";
+/// Every credential the scenarios use, and the forms in which they could leak.
+const SECRETS: &[&str] = &[
+    "kc-live-secret-7c1e",
+    "kc-bearer-5d81",
+    "a2MtYmVhcmVyLTVkODE",
+    "kc-user-4410",
+    "kc-pass-93be",
+    "a2MtdXNlci00NDEwOmtjLXBhc3MtOTNiZQ",
+    "kc-custom-key-91d2",
+    "a2MtY3VzdG9tLWtleS05MWQy",
+];
 
 fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -19,7 +31,7 @@ fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 }
 
 #[test]
-fn a_secret_header_reaches_the_endpoint_and_no_output_contains_it() {
+fn secret_headers_reach_the_endpoint_and_no_output_contains_them() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let tmp = tempfile::tempdir().expect("tempdir");
     let junit = tmp.path().join("junit.xml");
@@ -28,7 +40,11 @@ fn a_secret_header_reaches_the_endpoint_and_no_output_contains_it() {
         .args([
             "run",
             "--suite",
-            "suites/default/backend-worker-secret-header-redacted.yaml",
+            "suites/default",
+            "--filter",
+            "secret-header-redacted",
+            "--filter",
+            "auth-reaches-endpoint",
             "--format",
             "json",
             "-v",
@@ -51,6 +67,11 @@ fn a_secret_header_reaches_the_endpoint_and_no_output_contains_it() {
         stdout.contains("<redacted>"),
         "the report shows no redaction:\n{stdout}"
     );
+    assert_eq!(
+        stdout.matches("\"passed\": true").count(),
+        4,
+        "four scenarios must have run and passed:\n{stdout}"
+    );
     let mut all = vec![
         ("stdout".to_string(), stdout),
         ("stderr".to_string(), stderr),
@@ -58,7 +79,7 @@ fn a_secret_header_reaches_the_endpoint_and_no_output_contains_it() {
     let mut paths = vec![junit];
     files(&out_dir, &mut paths);
     assert!(
-        paths.len() >= 3,
+        paths.len() > 3 * 4,
         "expected JUnit plus timeline and request evidence, got {paths:?}"
     );
     for p in paths {
@@ -67,10 +88,14 @@ fn a_secret_header_reaches_the_endpoint_and_no_output_contains_it() {
             std::fs::read_to_string(&p).unwrap_or_default(),
         ));
     }
-    let leaks: Vec<&String> = all
+    let leaks: Vec<String> = all
         .iter()
-        .filter(|(_, text)| text.contains(SECRET))
-        .map(|(name, _)| name)
+        .flat_map(|(name, text)| {
+            SECRETS
+                .iter()
+                .filter(|s| text.contains(**s))
+                .map(move |s| format!("{s} in {name}"))
+        })
         .collect();
-    assert!(leaks.is_empty(), "the secret appears in: {leaks:?}");
+    assert!(leaks.is_empty(), "secrets leak: {leaks:?}");
 }

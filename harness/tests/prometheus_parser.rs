@@ -61,7 +61,7 @@ const CASES: &[(&str, Overrides, &str, Option<&str>)] = &[
 fn parser_matches_keda_v2_20_table() {
     let mut failures = Vec::new();
     for (name, overrides, metric_type, expected) in CASES {
-        let result = parse(&meta(overrides), metric_type);
+        let result = parse(&meta(overrides), &BTreeMap::new(), metric_type);
         match (expected, &result) {
             (None, Ok(_)) => {}
             (Some(needle), Err(errors)) if errors.iter().any(|e| e.message.contains(needle)) => {}
@@ -75,6 +75,7 @@ fn parser_matches_keda_v2_20_table() {
 fn header_names_are_canonicalised_and_trimmed_like_go() {
     let c = parse(
         &meta(&[("customHeaders", " x-scope-orgid = tenant-a , X-TEAM=b")]),
+        &BTreeMap::new(),
         "",
     )
     .expect("parses");
@@ -92,6 +93,7 @@ fn header_names_are_canonicalised_and_trimmed_like_go() {
 fn duplicate_header_keys_last_wins() {
     let c = parse(
         &meta(&[("customHeaders", "X-Scope-OrgID=a,X-Scope-OrgID=b")]),
+        &BTreeMap::new(),
         "",
     )
     .expect("parses");
@@ -109,6 +111,7 @@ fn request_url_escapes_query_and_appends_parameters() {
             ("namespace", "tempo"),
             ("queryParameters", "stats=all"),
         ]),
+        &BTreeMap::new(),
         "",
     )
     .expect("parses");
@@ -117,7 +120,7 @@ fn request_url_escapes_query_and_appends_parameters() {
 
 #[test]
 fn defaults_match_keda() {
-    let c = parse(&meta(&[]), "").expect("parses");
+    let c = parse(&meta(&[]), &BTreeMap::new(), "").expect("parses");
     assert!(c.ignore_null_values);
     assert_eq!(c.activation_threshold, 0.0);
     assert_eq!(c.metric_type, MetricType::AverageValue);
@@ -126,13 +129,18 @@ fn defaults_match_keda() {
 
 #[test]
 fn timeout_number_is_milliseconds() {
-    let c = parse(&meta(&[("timeout", "1500")]), "").expect("parses");
+    let c = parse(&meta(&[("timeout", "1500")]), &BTreeMap::new(), "").expect("parses");
     assert_eq!(c.timeout, Some(std::time::Duration::from_millis(1500)));
 }
 
 #[test]
 fn invalid_header_name_fails_at_send_time() {
-    let c = parse(&meta(&[("customHeaders", "\"X-Scope-OrgID=a\"")]), "").expect("parses");
+    let c = parse(
+        &meta(&[("customHeaders", "\"X-Scope-OrgID=a\"")]),
+        &BTreeMap::new(),
+        "",
+    )
+    .expect("parses");
     let r = c.request();
     assert!(
         r.transport_errors

@@ -3,6 +3,7 @@
 
 use super::{subject, Finding, RenderContext, Status, TriggerRequest};
 use crate::error::InputError;
+use crate::keda::auth::{self, AuthSource};
 use crate::keda::goparse::{canonical_header_key, is_token};
 use crate::keda::manifest::Manifest;
 use crate::keda::prometheus;
@@ -80,7 +81,7 @@ fn trigger_subject(so: &Manifest, i: usize) -> String {
 
 pub(super) fn prometheus(
     so: &Manifest,
-    _ctx: &RenderContext<'_>,
+    ctx: &RenderContext<'_>,
     f: &mut Vec<Finding>,
     requests: &mut Vec<TriggerRequest>,
 ) {
@@ -113,7 +114,12 @@ pub(super) fn prometheus(
             }
             f.push(finding);
         }
-        match prometheus::parse(&metadata, t["metricType"].as_str().unwrap_or("")) {
+        let auth_params = auth::resolve(t, ctx.manifests).params();
+        match prometheus::parse(
+            &metadata,
+            &auth_params,
+            t["metricType"].as_str().unwrap_or(""),
+        ) {
             Ok(config) => {
                 let request = config.request();
                 let mut finding = if request.transport_errors.is_empty() {
@@ -165,35 +171,92 @@ pub(super) fn authentication_ref(so: &Manifest, ctx: &RenderContext<'_>, f: &mut
         .cloned()
         .unwrap_or_default();
     for (i, t) in triggers.iter().enumerate() {
-        let r = &t["authenticationRef"];
-        if !r.is_object() {
-            continue;
-        }
-        let name = r["name"].as_str().unwrap_or_default();
-        let kind = r["kind"].as_str().unwrap_or("TriggerAuthentication");
         let subj = trigger_subject(so, i);
-        if kind == "ClusterTriggerAuthentication" {
-            f.push(Finding::new(
-                "trigger.authentication-ref",
-                Status::Info,
-                &subj,
-                format!(
-                    "uses ClusterTriggerAuthentication/{name}, which must exist in the cluster"
-                ),
-            ));
-        } else if ctx
-            .manifests
-            .iter()
-            .any(|m| m.is_keda("TriggerAuthentication") && m.name == name)
-        {
-            f.push(Finding::new(
-                "trigger.authentication-ref",
-                Status::Pass,
-                &subj,
-                format!("TriggerAuthentication/{name} is rendered by the chart"),
-            ));
-        } else {
-            f.push(Finding::new("trigger.authentication-ref", Status::Warn, &subj, format!("TriggerAuthentication/{name} is not rendered by the chart; it must exist in the namespace before KEDA can authenticate")));
+        match auth::resolve(t, ctx.manifests) {
+            AuthSource::None => {}
+            AuthSource::External { kind, name } if kind == "ClusterTriggerAuthentication" => {
+                f.push(Finding::new(
+                    "trigger.authentication-ref",
+                    Status::Info,
+                    &subj,
+                    format!(
+                        "uses ClusterTriggerAuthentication/{name}, which must exist in the cluster"
+                    ),
+                ));
+            }
+            AuthSource::External { kind, name } => {
+                f.push(Finding::new("trigger.authentication-ref", Status::Warn, &subj, format!("{kind}/{name} is not rendered by the chart; it must exist in the namespace before KEDA can authenticate")));
+            }
+            AuthSource::Rendered {
+                name,
+                params,
+                from,
+                external,
+                missing,
+            } => {
+                let mut finding = if missing.is_empty() {
+                    Finding::new(
+                        "trigger.authentication-ref",
+                        Status::Pass,
+                        &subj,
+                        format!("TriggerAuthentication/{name} is rendered by the chart"),
+                    )
+                } else {
+                    Finding::new(
+                        "trigger.authentication-ref",
+                        Status::Fail,
+                        &subj,
+                        format!("TriggerAuthentication/{name} refers to Secret keys that are not rendered; KEDA cannot resolve them"),
+                    )
+                };
+                for m in &missing {
+                    finding = finding.with(m.clone());
+                }
+                for (parameter, source) in &from {
+                    if params.contains_key(parameter) {
+                        let note = if external.contains(parameter) {
+                            " (not rendered: resolved in the cluster)"
+                        } else {
+                            ""
+                        };
+                        let padded = params
+                            .get(parameter)
+                            .map(|v| v.trim() != v)
+                            .unwrap_or(false);
+                        let note = if padded {
+                            " (the value has leading or trailing whitespace such as a final newline; KEDA trims it)"
+                        } else {
+                            note
+                        };
+                        finding = finding.with(format!("{parameter} from {source}{note}"));
+                    }
+                }
+                let metadata = metadata_of(t);
+                let mut errors = Vec::new();
+                let cfg = auth::parse(&metadata, &params, &mut errors);
+                if let Some(mode) = cfg.applied_mode() {
+                    let header = cfg.header().map(|(n, _)| n).unwrap_or_default();
+                    finding = finding.with(format!(
+                        "auth mode {mode}: KEDA sets header {header} from it"
+                    ));
+                }
+                f.push(finding);
+                let shadowed = cfg.shadowed_modes();
+                if !shadowed.is_empty() {
+                    f.push(Finding::new(
+                        "trigger.authentication-ref",
+                        Status::Fail,
+                        &subj,
+                        format!(
+                            "authModes {:?} enables {} as well as {}, but KEDA applies only {} to the request",
+                            cfg.modes.join(","),
+                            shadowed.join(", "),
+                            cfg.applied_mode().unwrap_or_default(),
+                            cfg.applied_mode().unwrap_or_default()
+                        ),
+                    ).with("KEDA's prometheus scaler sets one auth header: bearer, else basic, else custom"));
+                }
+            }
         }
     }
 }

@@ -75,11 +75,11 @@ pub(super) fn run(a: RunArgs) -> Result<i32, InputError> {
         .clone()
         .unwrap_or_else(|| suites_dir().join("default"));
     let mut scenarios = scenario::load_suite(&suite)?;
-    if let Some(f) = &a.filter {
-        scenarios.retain(|s| s.name.contains(f.as_str()));
+    if !a.filter.is_empty() {
+        scenarios.retain(|s| a.filter.iter().any(|f| s.name.contains(f.as_str())));
         if scenarios.is_empty() {
             return Err(InputError::in_flag(
-                format!("--filter {f}"),
+                format!("--filter {}", a.filter.join(" --filter ")),
                 "no scenario name contains it",
                 "run `keda-conformance list` to see the names",
             ));
@@ -560,7 +560,7 @@ impl RunArgs {
     ) -> Self {
         Self {
             suite: Some(suite),
-            filter: None,
+            filter: Vec::new(),
             junit: None,
             helm,
             format: Format::Text,

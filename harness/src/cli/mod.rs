@@ -98,9 +98,9 @@ pub struct RunArgs {
     /// A scenario file or a directory of them.
     #[arg(long)]
     pub suite: Option<PathBuf>,
-    /// Run only scenarios whose name contains this text.
+    /// Run only scenarios whose name contains this text (repeat for any of several).
     #[arg(long)]
-    pub filter: Option<String>,
+    pub filter: Vec<String>,
     /// Also write a JUnit report here.
     #[arg(long)]
     pub junit: Option<PathBuf>,

@@ -1,6 +1,7 @@
 //! KEDA v2.20's prometheus scaler, reproduced: how it parses trigger metadata and the exact
 //! HTTP request it then sends. Error texts are KEDA's own, so a report can quote them.
 
+use super::auth::AuthConfig;
 use super::goparse::{
     canonical_header_key, is_token, is_valid_header_value, json_float, parse_bool,
     parse_go_duration, query_escape,
@@ -85,6 +86,8 @@ pub struct PrometheusConfig {
     pub timeout: Option<Duration>,
     /// The trigger's metric type.
     pub metric_type: MetricType,
+    /// Authentication (auth modes from metadata or a TriggerAuthentication).
+    pub auth: AuthConfig,
 }
 
 /// One metadata problem, in KEDA's words, with the key involved.
@@ -105,6 +108,8 @@ pub struct PlannedRequest {
     pub url: String,
     /// Header names as sent (Go-canonical) with their values, sorted by name.
     pub headers: Vec<(String, String)>,
+    /// Headers whose values come from a TriggerAuthentication (always redacted in reports).
+    pub secret_headers: Vec<String>,
     /// Problems that make every request fail before it is sent.
     pub transport_errors: Vec<String>,
 }
@@ -171,15 +176,18 @@ fn parse_float(
 
 /// Parses trigger metadata exactly as KEDA v2.20's prometheus scaler does.
 ///
-/// `metric_type` is the trigger's `metricType` field ("" when unset).
+/// `auth_params` are the parameters the trigger's TriggerAuthentication resolves to (empty
+/// without one); `metric_type` is the trigger's `metricType` field ("" when unset).
 ///
 /// # Errors
 /// Every problem KEDA would report, in KEDA's words, one per key.
 pub fn parse(
     metadata: &BTreeMap<String, String>,
+    auth_params: &BTreeMap<String, String>,
     metric_type: &str,
 ) -> Result<PrometheusConfig, Vec<ParseError>> {
     let mut errors = Vec::new();
+    let auth = super::auth::parse(metadata, auth_params, &mut errors);
     let metric_type = match metric_type {
         "" | "AverageValue" => MetricType::AverageValue,
         "Value" => MetricType::Value,
@@ -280,12 +288,13 @@ pub fn parse(
         unsafe_ssl,
         timeout,
         metric_type,
+        auth,
     })
 }
 
 impl PrometheusConfig {
-    /// The request KEDA sends for this trigger (auth headers from a TriggerAuthentication are
-    /// added by the caller; they replace same-named custom headers).
+    /// The request KEDA sends for this trigger: its custom headers, then the auth header of
+    /// the applied auth mode, which replaces a same-named custom header (Go's `Header.Set`).
     pub fn request(&self) -> PlannedRequest {
         let mut url = format!(
             "{}/api/v1/query?query={}&time=<now>",
@@ -298,8 +307,15 @@ impl PrometheusConfig {
         for (k, v) in &self.query_parameters {
             url.push_str(&format!("&{}={}", query_escape(k), query_escape(v)));
         }
+        let mut headers = self.custom_headers.clone();
+        let mut secret_headers = Vec::new();
+        if let Some((name, value)) = self.auth.header() {
+            let name = canonical_header_key(&name);
+            secret_headers.push(name.clone());
+            headers.insert(name, value);
+        }
         let mut transport_errors = Vec::new();
-        for (name, value) in &self.custom_headers {
+        for (name, value) in &headers {
             if !is_token(name) {
                 transport_errors.push(format!("net/http: invalid header field name {name:?}"));
             } else if !is_valid_header_value(value) {
@@ -317,7 +333,8 @@ impl PrometheusConfig {
         PlannedRequest {
             method: "GET".into(),
             url,
-            headers: self.custom_headers.clone().into_iter().collect(),
+            headers: headers.into_iter().collect(),
+            secret_headers,
             transport_errors,
         }
     }

@@ -11,6 +11,7 @@ use crate::backend::query::{instant, keda_value};
 use crate::chart::helm::{Helm, HelmMajor};
 use crate::chart::values::UserValues;
 use crate::checks::TriggerRequest;
+use crate::claim::Claim;
 use crate::keda::manifest::{self, Manifest};
 use crate::mock::{Behaviour, PrometheusMock, Recorded};
 use crate::oracle::HpaModel;
@@ -40,6 +41,8 @@ pub struct LiveOutcome {
     pub final_state: String,
     /// The requests KEDA sent to the mock or proxy (sensitive headers redacted).
     pub requests: Vec<Recorded>,
+    /// What each live expectation proved, failed to prove, or never reached.
+    pub claims: Vec<Claim>,
 }
 
 /// Verdict latency of one `expect_replicas` step.
@@ -67,14 +70,28 @@ struct Target {
 }
 
 impl Target {
-    /// The headers the trigger sends (its customHeaders), as KEDA names them.
+    /// The headers the trigger sends (its customHeaders and the auth header from its
+    /// TriggerAuthentication), as KEDA names them.
     fn headers(&self) -> Vec<(String, String)> {
+        self.trigger.request.headers.clone()
+    }
+
+    /// How long KEDA waits for an answer: the trigger's timeout, else KEDA's global HTTP
+    /// timeout (3 s).
+    fn keda_timeout(&self) -> Duration {
         self.trigger
             .config
-            .custom_headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+            .timeout
+            .unwrap_or(Duration::from_secs(3))
+    }
+
+    /// An HTTP client for the harness's own queries, which the oracle cuts off at
+    /// [`Target::keda_timeout`] (the client itself allows a second more).
+    fn query_client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(self.keda_timeout() + Duration::from_secs(1))
+            .build()
+            .unwrap_or_default()
     }
 }
 
@@ -270,7 +287,10 @@ pub async fn run(
         Some(MetricsEndpoint::Mock) => trigger_address.clone(),
         _ => backend.prometheus_url(),
     };
-    for step in scenario.steps.iter().filter(|s| s.is_live()) {
+    let live_steps: Vec<&Step> = scenario.steps.iter().filter(|s| s.is_live()).collect();
+    let mut reached = 0;
+    for step in live_steps.iter().copied() {
+        let mut step_claims: Option<Vec<Claim>> = None;
         if let Ok(mut s) = shared.lock() {
             s.step = step.keyword().to_string();
             let label = match step {
@@ -364,7 +384,11 @@ pub async fn run(
                 .await
             }
             Step::ExpectRequests(e) => match &mock {
-                Some(m) => expect_requests(m, &target, e).await,
+                Some(m) => {
+                    let (result, claims) = expect_requests(m, &target, e).await;
+                    step_claims = Some(claims);
+                    result
+                }
                 None => Err(
                     "expect_requests needs `install: {metrics: mock}` or `{metrics: proxy}`".into(),
                 ),
@@ -377,6 +401,13 @@ pub async fn run(
             }
             Step::Render(_) => Ok(String::new()),
         };
+        reached += 1;
+        outcome.claims.extend(step_claims.unwrap_or_else(|| {
+            step.claims()
+                .into_iter()
+                .map(|c| Claim::from_result(c, &result))
+                .collect()
+        }));
         match result {
             Ok(line) => outcome
                 .observations
@@ -388,6 +419,11 @@ pub async fn run(
                 break;
             }
         }
+    }
+    for step in live_steps.iter().skip(reached) {
+        outcome
+            .claims
+            .extend(step.claims().into_iter().map(Claim::not_reached));
     }
     if let Some(s) = sampler.take() {
         s.abort();
@@ -488,11 +524,13 @@ pub fn redacted(r: &Recorded) -> Recorded {
     r
 }
 
+/// Judges the requests KEDA sent to the mock or proxy: the step's result and one claim per
+/// thing it proves (count, shape, each header, each query parameter, no other headers, rate).
 async fn expect_requests(
     mock: &PrometheusMock,
     target: &Target,
     e: &ExpectRequests,
-) -> Result<String, String> {
+) -> (Result<String, String>, Vec<Claim>) {
     let within = e.within.map(|s| s.0).unwrap_or(Duration::from_secs(60));
     let min = e.min_count.unwrap_or(2);
     let start = Instant::now();
@@ -502,53 +540,71 @@ async fn expect_requests(
             break r;
         }
         if start.elapsed() > within {
-            return Err(format!(
+            let why = format!(
                 "KEDA sent {} request(s) to the mock within {:.0}s, expected at least {min}",
                 r.len(),
                 within.as_secs_f64()
-            ));
+            );
+            let mut claims = vec![Claim::broken(e.count_claim(), why.clone())];
+            claims.extend(e.claims().into_iter().skip(1).map(Claim::not_reached));
+            return (Err(why), claims);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let path = format!("{}/api/v1/query", mock.prefix());
-    let mut problems = Vec::new();
+    // Problems per claim, in the step's claim order.
+    let mut problems: Vec<(String, Vec<String>)> =
+        e.claims().into_iter().map(|c| (c, Vec::new())).collect();
+    let mut note = |claim: &str, problem: String| {
+        if let Some((_, list)) = problems.iter_mut().find(|(c, _)| c == claim) {
+            if !list.contains(&problem) {
+                list.push(problem);
+            }
+        }
+    };
     let configured: Vec<String> = target
-        .trigger
-        .config
-        .custom_headers
-        .keys()
-        .map(|k| k.to_ascii_lowercase())
+        .headers()
+        .iter()
+        .map(|(k, _)| k.to_ascii_lowercase())
         .collect();
     for (i, r) in requests.iter().enumerate() {
         let at = format!("request {} at {:.1}s", i + 1, r.at_ms as f64 / 1000.0);
         if r.method != "GET" || r.path != path {
-            problems.push(format!(
-                "{at}: {} {} (expected GET {path})",
-                r.method, r.path
-            ));
+            note(
+                ExpectRequests::SHAPE_CLAIM,
+                format!("{at}: {} {} (expected GET {path})", r.method, r.path),
+            );
         }
         if r.query.get("query") != Some(&target.trigger.config.query) {
-            problems.push(format!(
-                "{at}: query {:?} differs from the rendered {:?}",
-                r.query.get("query"),
-                target.trigger.config.query
-            ));
+            note(
+                ExpectRequests::SHAPE_CLAIM,
+                format!(
+                    "{at}: query {:?} differs from the rendered {:?}",
+                    r.query.get("query"),
+                    target.trigger.config.query
+                ),
+            );
         }
         for (name, value) in &e.headers {
+            let claim = ExpectRequests::header_claim(name);
             match r.header(name) {
                 Some(v) if v == value => {}
-                Some(v) => {
-                    problems.push(format!("{at}: header {name} is {v:?}, expected {value:?}"))
-                }
-                None => problems.push(format!("{at}: header {name} missing")),
+                Some(v) => note(
+                    &claim,
+                    format!("{at}: header {name} is {v:?}, expected {value:?}"),
+                ),
+                None => note(&claim, format!("{at}: header {name} missing")),
             }
         }
         for (k, v) in &e.query_parameters {
             if r.query.get(k) != Some(v) {
-                problems.push(format!(
-                    "{at}: query parameter {k}={v} missing (got {:?})",
-                    r.query.get(k)
-                ));
+                note(
+                    &ExpectRequests::parameter_claim(k),
+                    format!(
+                        "{at}: query parameter {k}={v} missing (got {:?})",
+                        r.query.get(k)
+                    ),
+                );
             }
         }
         if e.no_other_headers {
@@ -558,33 +614,60 @@ async fn expect_requests(
                 if !ORDINARY_HEADERS.contains(&lower.as_str())
                     && !configured.contains(&lower)
                     && !expected
-                    && lower != "authorization"
                 {
-                    problems.push(format!(
-                        "{at}: unexpected header {n} (the chart did not configure it)"
-                    ));
+                    note(
+                        ExpectRequests::NO_OTHER_HEADERS_CLAIM,
+                        format!("{at}: unexpected header {n} (the chart did not configure it)"),
+                    );
                 }
             }
         }
     }
-    if let Some(max) = e.max_interval {
-        let gaps: Vec<u128> = requests
-            .windows(2)
-            .map(|w| w[1].at_ms - w[0].at_ms)
-            .collect();
-        if let Some(worst) = gaps.iter().max() {
-            if *worst > max.0.as_millis() {
-                problems.push(format!(
+    let gaps: Vec<u128> = requests
+        .windows(2)
+        .map(|w| w[1].at_ms - w[0].at_ms)
+        .collect();
+    let worst = gaps.iter().max().copied().unwrap_or(0);
+    if let (Some(max), Some(claim)) = (e.max_interval, e.interval_claim()) {
+        if worst > max.0.as_millis() {
+            note(
+                &claim,
+                format!(
                     "the largest gap between requests was {:.1}s, more than {:.1}s",
-                    *worst as f64 / 1000.0,
+                    worst as f64 / 1000.0,
                     max.0.as_secs_f64()
-                ));
-            }
+                ),
+            );
         }
     }
-    problems.dedup();
-    if problems.is_empty() {
-        let sample = redacted(&requests[0]);
+    let sample = redacted(&requests[0]);
+    let claims: Vec<Claim> = problems
+        .iter()
+        .map(|(claim, list)| {
+            if !list.is_empty() {
+                let mut shown = list.clone();
+                shown.truncate(6);
+                return Claim::broken(claim.clone(), shown.join("; "));
+            }
+            let detail = match claim {
+                c if *c == e.count_claim() => format!("{} requests", requests.len()),
+                c if c == ExpectRequests::SHAPE_CLAIM => format!("GET {path}"),
+                c if Some(c) == e.interval_claim().as_ref() => {
+                    format!("largest gap {:.1}s", worst as f64 / 1000.0)
+                }
+                c => e
+                    .headers
+                    .keys()
+                    .find(|h| *c == ExpectRequests::header_claim(h))
+                    .and_then(|h| sample.header(h))
+                    .map(|v| format!("value {v:?} on every request"))
+                    .unwrap_or_else(|| "on every request".into()),
+            };
+            Claim::held(claim.clone(), detail)
+        })
+        .collect();
+    let mut all: Vec<String> = problems.into_iter().flat_map(|(_, l)| l).collect();
+    let result = if all.is_empty() {
         let shown: Vec<String> = sample
             .headers
             .iter()
@@ -592,9 +675,10 @@ async fn expect_requests(
             .collect();
         Ok(format!("{} requests from KEDA, all GET {path} with the rendered query; headers of the first: {}", requests.len(), shown.join(", ")))
     } else {
-        problems.truncate(12);
-        Err(problems.join("; "))
-    }
+        all.truncate(12);
+        Err(all.join("; "))
+    };
+    (result, claims)
 }
 
 mod tempfile_guard {
@@ -653,11 +737,7 @@ async fn oracle(
     let mut headers = target.headers();
     headers.push((ORACLE_MARKER.to_string(), "1".to_string()));
     // KEDA gives up after the trigger's timeout (its global HTTP timeout, 3 s, by default).
-    let limit = target
-        .trigger
-        .config
-        .timeout
-        .unwrap_or(Duration::from_secs(3));
+    let limit = target.keda_timeout();
     let answer = match tokio::time::timeout(limit, instant(http, base, &target.trigger.config.query, &headers)).await {
         Ok(a) => a.map_err(|e| e.to_string()),
         Err(_) => Err(format!("context deadline exceeded (Client.Timeout exceeded while awaiting headers) after {limit:?}")),
@@ -695,10 +775,7 @@ fn spawn_sampler(
     started: Instant,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3))
-            .build()
-            .unwrap_or_default();
+        let http = target.query_client();
         loop {
             let r = observe::replicas(&client, &target.workload)
                 .await
@@ -755,10 +832,7 @@ async fn expect_replicas(
         .map(|s| s.0)
         .unwrap_or_else(|| default_deadline(env, target));
     let hold = e.hold.map(|s| s.0).unwrap_or(Duration::from_secs(10));
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let http = target.query_client();
     let base = oracle_base.to_string();
     let start = Instant::now();
     let mut converged_at: Option<(Instant, i32)> = None;
@@ -1080,10 +1154,7 @@ async fn upgrade(
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("helm upgrade failed: {e}"))?;
     // Watch two HPA sync periods: the count the autoscaler chose must not be reset.
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let http = target.query_client();
     let watch = env.hpa.sync_period * 2 + Duration::from_secs(2);
     let start = Instant::now();
     let mut lowest = before.spec;

@@ -15,7 +15,8 @@ pub enum Behaviour {
     /// One series with this value, for any tenant.
     Value(f64),
     /// Per-tenant values by `X-Scope-OrgID`; no header is 401 "no org id", an unknown
-    /// tenant gets an empty result (a valid tenant with no data).
+    /// tenant gets an empty result (a valid tenant with no data), and a federated `a|b`
+    /// gets one series per listed tenant, labelled `__tenant_id__`.
     Tenants(BTreeMap<String, f64>),
     /// A 200 with an empty result.
     Empty,
@@ -70,20 +71,42 @@ struct Responder {
 }
 
 fn vector(values: &[f64]) -> String {
+    let series: Vec<(serde_json::Value, f64)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (serde_json::json!({"series": i.to_string()}), *v))
+        .collect();
+    labelled_vector(&series)
+}
+
+/// A federated answer: one series per listed tenant that has data, labelled `__tenant_id__`
+/// as Mimir's tenant federation labels them (what a query that does not aggregate the tenants
+/// away returns).
+fn federated(map: &BTreeMap<String, f64>, tenants: &str) -> String {
+    let series: Vec<(serde_json::Value, f64)> = tenants
+        .split('|')
+        .filter_map(|t| {
+            map.get(t)
+                .map(|v| (serde_json::json!({"__tenant_id__": t}), *v))
+        })
+        .collect();
+    labelled_vector(&series)
+}
+
+fn labelled_vector(series: &[(serde_json::Value, f64)]) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
-    let result: Vec<serde_json::Value> = values
+    let result: Vec<serde_json::Value> = series
         .iter()
-        .enumerate()
-        .map(|(i, v)| {
+        .map(|(labels, v)| {
             let s = if v.is_nan() {
                 "NaN".to_string()
             } else {
                 v.to_string()
             };
-            serde_json::json!({"metric": {"series": i.to_string()}, "value": [now, s]})
+            serde_json::json!({"metric": labels, "value": [now, s]})
         })
         .collect();
     serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": result}})
@@ -100,6 +123,7 @@ fn answer(b: &Behaviour, tenant: Option<&str>) -> ResponseTemplate {
         Behaviour::Value(v) => json(vector(&[*v])),
         Behaviour::Tenants(map) => match tenant {
             None => ResponseTemplate::new(401).set_body_string("no org id\n"),
+            Some(t) if t.contains('|') => json(federated(map, t)),
             Some(t) => match map.get(t) {
                 Some(v) => json(vector(&[*v])),
                 None => json(vector(&[])),
@@ -337,5 +361,37 @@ mod tests {
             Some("sum(x)")
         );
         assert_eq!(rec[1].status, 401);
+    }
+
+    #[tokio::test]
+    async fn a_federated_tenant_header_gets_one_series_per_tenant() {
+        let mock = PrometheusMock::start(
+            "/prometheus",
+            Behaviour::Tenants(
+                [
+                    ("tenant-a".to_string(), 600.0),
+                    ("tenant-b".to_string(), 300.0),
+                ]
+                .into(),
+            ),
+        )
+        .await;
+        let a = crate::backend::query::instant(
+            &reqwest::Client::new(),
+            &mock.server_address(),
+            "sum(x)",
+            &[("X-Scope-OrgID".into(), "tenant-a|tenant-b|tenant-c".into())],
+        )
+        .await
+        .expect("answer");
+        assert!(
+            a.body.contains(r#""__tenant_id__":"tenant-b""#),
+            "{}",
+            a.body
+        );
+        assert_eq!(
+            crate::backend::query::keda_value(&a, "sum(x)", true),
+            Err("prometheus query sum(x) returned multiple elements".into())
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! JUnit XML. Every output passes through the [`Redactor`] so secrets never leave the process.
 
 use crate::checks::{Finding, Status, CATALOG};
+use crate::claim::Verdict;
 use crate::engine::ScenarioResult;
 use crate::redact::Redactor;
 use crate::render::RenderReport;
@@ -28,7 +29,11 @@ pub fn redactor_for(reports: &[&RenderReport]) -> Redactor {
         }
         for req in &rep.verdict.requests {
             for (n, v) in &req.request.headers {
-                r.add_header(n, v);
+                if req.request.secret_headers.contains(n) {
+                    r.add_secret_header(v);
+                } else {
+                    r.add_header(n, v);
+                }
             }
         }
     }
@@ -232,10 +237,19 @@ pub fn run_text(results: &[ScenarioResult], verbose: bool) -> String {
         for reason in &r.reasons {
             let _ = writeln!(out, "  - {reason}");
         }
+        for claim in &r.claims {
+            let (mark, detail) = match &claim.verdict {
+                Verdict::Held(d) => (paint.status(Status::Pass), d.as_str()),
+                Verdict::Broken(e) => (paint.status(Status::Fail), e.as_str()),
+                Verdict::NotReached => ("skip".to_string(), "not reached"),
+            };
+            let _ = writeln!(out, "  {mark} {}: {detail}", claim.name);
+        }
         if let Some(live) = &r.live {
             for o in &live.observations {
                 let _ = writeln!(out, "  live {o}");
             }
+            write_requests(&mut out, &live.requests);
             if let Some(dir) = &live.evidence_dir {
                 let what = if r.passed { "timeline" } else { "evidence" };
                 let _ = writeln!(out, "  {what}: {}", dir.display());
@@ -259,6 +273,53 @@ pub fn run_text(results: &[ScenarioResult], verbose: bool) -> String {
     run_redactor(results).apply(&out)
 }
 
+/// A short table of the requests KEDA sent to the mock or proxy: the first few and the last,
+/// with time, path, headers (sensitive ones already redacted) and the status returned.
+fn write_requests(out: &mut String, requests: &[crate::mock::Recorded]) {
+    if requests.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  requests KEDA sent ({}):\n  {:>8}  {:<6} {:<28} headers",
+        requests.len(),
+        "time",
+        "status",
+        "path"
+    );
+    let shown: Vec<(usize, &crate::mock::Recorded)> = if requests.len() <= 6 {
+        requests.iter().enumerate().collect()
+    } else {
+        let n = requests.len();
+        requests
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i < 4 || *i >= n - 2)
+            .collect()
+    };
+    let mut last = 0;
+    for (i, r) in shown {
+        if i > last + 1 {
+            let _ = writeln!(out, "  {:>8}  ({} more)", "...", i - last - 1);
+        }
+        last = i;
+        let headers: Vec<String> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| !["accept-encoding", "user-agent", "host"].contains(&n.as_str()))
+            .map(|(n, v)| format!("{n}: {v}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {:>7.1}s  {:<6} {:<28} {}",
+            r.at_ms as f64 / 1000.0,
+            r.status,
+            r.path,
+            headers.join(", ")
+        );
+    }
+}
+
 /// The JSON report of a scenario run.
 pub fn run_json(results: &[ScenarioResult]) -> String {
     #[derive(Serialize)]
@@ -279,12 +340,15 @@ pub fn run_json(results: &[ScenarioResult]) -> String {
     run_redactor(results).apply(&text)
 }
 
-/// The JUnit report of a scenario run: one test case per scenario and Helm major.
+/// The JUnit report of a scenario run: per scenario and Helm major (the class name), one
+/// test case named by what the scenario proves, and one per claim it makes (skipped when its
+/// step was never reached).
 pub fn run_junit(results: &[ScenarioResult]) -> String {
     let mut suite = quick_junit::TestSuite::new("keda-conformance run");
     for r in results {
+        let name = r.proves.clone().unwrap_or_else(|| r.name.clone());
         let mut case = if r.passed {
-            quick_junit::TestCase::new(r.name.clone(), quick_junit::TestCaseStatus::success())
+            quick_junit::TestCase::new(name, quick_junit::TestCaseStatus::success())
         } else {
             let mut st =
                 quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Failure);
@@ -308,14 +372,37 @@ pub fn run_junit(results: &[ScenarioResult]) -> String {
                         .join("\n"),
                 );
             }
-            quick_junit::TestCase::new(r.name.clone(), st)
+            quick_junit::TestCase::new(name, st)
         };
-        case.set_classname("keda-conformance.scenario");
+        case.set_classname(r.name.clone());
         case.set_time(r.elapsed);
         if !r.description.is_empty() {
             case.set_system_out(r.description.clone());
         }
         suite.add_test_case(case);
+        for claim in &r.claims {
+            let status = match &claim.verdict {
+                Verdict::Held(_) => quick_junit::TestCaseStatus::success(),
+                Verdict::Broken(evidence) => {
+                    let mut st = quick_junit::TestCaseStatus::non_success(
+                        quick_junit::NonSuccessKind::Failure,
+                    );
+                    st.set_message(evidence.clone());
+                    st
+                }
+                Verdict::NotReached => {
+                    let mut st = quick_junit::TestCaseStatus::skipped();
+                    st.set_message("not reached: an earlier step failed or did not run");
+                    st
+                }
+            };
+            let mut c = quick_junit::TestCase::new(claim.name.clone(), status);
+            c.set_classname(r.name.clone());
+            if let Verdict::Held(detail) = &claim.verdict {
+                c.set_system_out(detail.clone());
+            }
+            suite.add_test_case(c);
+        }
     }
     let mut report = quick_junit::Report::new("keda-conformance");
     report.add_test_suite(suite);

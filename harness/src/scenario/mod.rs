@@ -16,6 +16,10 @@ pub struct Scenario {
     /// What it proves, in a sentence.
     #[serde(default)]
     pub description: String,
+    /// What it proves, as a short name for its JUnit test case (default: the name), e.g.
+    /// "500 from metrics endpoint triggers fallback".
+    #[serde(default)]
+    pub proves: Option<String>,
     /// Chart directory or .tgz, relative to the scenario file.
     pub chart: PathBuf,
     /// Required chart version.
@@ -134,6 +138,91 @@ impl Step {
     /// True for steps that need a live cluster.
     pub fn is_live(&self) -> bool {
         !matches!(self, Step::Render(_))
+    }
+
+    /// The claims a live step makes, named by what they prove (each a JUnit test case).
+    /// Setup steps (install, seed, wait, set_mock) make none.
+    pub fn claims(&self) -> Vec<String> {
+        match self {
+            Step::ExpectReplicas(e) => vec![match e.exact {
+                Some(n) => format!("workload reaches {n} replicas and holds them"),
+                None => "workload reaches the replica count the metrics call for".into(),
+            }],
+            Step::ExpectCondition(c) => {
+                let on = if c.on == "hpa" { "HPA" } else { "ScaledObject" };
+                let mut name = format!("{on} condition {} is {}", c.type_, c.status);
+                if let Some(r) = &c.reason {
+                    name.push_str(&format!(" ({r})"));
+                }
+                if let Some(m) = &c.message_contains {
+                    name.push_str(&format!(" saying {m:?}"));
+                }
+                vec![name]
+            }
+            Step::ExpectEvent(e) => vec![match &e.message_contains {
+                Some(m) => format!("event {} reports {m:?}", e.reason),
+                None => format!("event {} is recorded", e.reason),
+            }],
+            Step::ExpectRequests(e) => e.claims(),
+            Step::Upgrade(u) => vec![format!(
+                "helm upgrade to {} keeps headers, one HPA and the replica count",
+                u.chart
+                    .file_name()
+                    .map(|f| f.to_string_lossy().to_string())
+                    .unwrap_or_default()
+            )],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl ExpectRequests {
+    /// Claim: KEDA sends enough requests in time.
+    pub fn count_claim(&self) -> String {
+        format!(
+            "KEDA sends at least {} requests to the metrics endpoint",
+            self.min_count.unwrap_or(2)
+        )
+    }
+
+    /// Claim: method, path and query text.
+    pub const SHAPE_CLAIM: &'static str =
+        "every request is GET /api/v1/query with the rendered query";
+
+    /// Claim: one expected header.
+    pub fn header_claim(name: &str) -> String {
+        format!("header {name} reaches the metrics endpoint")
+    }
+
+    /// Claim: one expected query parameter.
+    pub fn parameter_claim(name: &str) -> String {
+        format!("query parameter {name} reaches the metrics endpoint")
+    }
+
+    /// Claim: nothing beyond the configured headers.
+    pub const NO_OTHER_HEADERS_CLAIM: &'static str =
+        "no header the chart did not configure is sent";
+
+    /// Claim: the request rate.
+    pub fn interval_claim(&self) -> Option<String> {
+        self.max_interval
+            .map(|m| format!("KEDA queries at least every {:?}", m.0))
+    }
+
+    /// Every claim of this step, in order.
+    pub fn claims(&self) -> Vec<String> {
+        let mut out = vec![self.count_claim(), Self::SHAPE_CLAIM.to_string()];
+        out.extend(self.headers.keys().map(|h| Self::header_claim(h)));
+        out.extend(
+            self.query_parameters
+                .keys()
+                .map(|k| Self::parameter_claim(k)),
+        );
+        if self.no_other_headers {
+            out.push(Self::NO_OTHER_HEADERS_CLAIM.to_string());
+        }
+        out.extend(self.interval_claim());
+        out
     }
 }
 
@@ -386,7 +475,7 @@ impl Scenario {
                 loc.as_ref().map(|l| l.line()),
                 loc.as_ref().map(|l| l.column()),
                 format!("invalid scenario: {e}"),
-                "see suites/README.md for the scenario format (keys: name, description, chart, version, values, set, helm, release, namespace, steps; steps: render)",
+                "see suites/README.md for the scenario format (keys: name, description, proves, chart, version, values, set, helm, release, namespace, live, steps; steps: render, install, seed, expect_replicas, expect_condition, expect_event, expect_requests, set_mock, wait, upgrade)",
             )
         })?;
         s.file = path.to_path_buf();

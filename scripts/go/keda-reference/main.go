@@ -1,6 +1,7 @@
 // keda-reference runs KEDA's own prometheus scaler (the pinned v2.20.x module) on trigger
-// metadata read as JSON lines from stdin, and prints what KEDA made of each: the parse error,
-// or the exact request it sent to a local recording server. keda-conformance's tests compare
+// metadata (and the authParams a TriggerAuthentication resolves to) read as JSON lines from
+// stdin, and prints what KEDA made of each: the parse error, or the exact request it sent to
+// a local recording server. keda-conformance's tests compare
 // its Rust reimplementation with this, case by case.
 package main
 
@@ -25,6 +26,7 @@ import (
 
 type input struct {
 	Metadata   map[string]string `json:"metadata"`
+	AuthParams map[string]string `json:"authParams"`
 	MetricType string            `json:"metricType"`
 }
 
@@ -35,11 +37,11 @@ type request struct {
 }
 
 type output struct {
-	OK       bool     `json:"ok"`
-	Error    string   `json:"error,omitempty"`
-	Value    float64  `json:"value"`
-	Request  *request `json:"request,omitempty"`
-	SendErr  string   `json:"sendError,omitempty"`
+	OK      bool     `json:"ok"`
+	Error   string   `json:"error,omitempty"`
+	Value   float64  `json:"value"`
+	Request *request `json:"request,omitempty"`
+	SendErr string   `json:"sendError,omitempty"`
 }
 
 func main() {
@@ -81,6 +83,7 @@ func main() {
 		}
 		cfg := &scalersconfig.ScalerConfig{
 			TriggerMetadata:   md,
+			AuthParams:        c.AuthParams,
 			TriggerType:       "prometheus",
 			MetricType:        v2.MetricTargetType(c.MetricType),
 			GlobalHTTPTimeout: 5 * time.Second,

@@ -534,8 +534,12 @@ async fn expect_requests(
     let within = e.within.map(|s| s.0).unwrap_or(Duration::from_secs(60));
     let min = e.min_count.unwrap_or(2);
     let start = Instant::now();
+    let since_ms = if e.only_new { mock.now_ms() } else { 0 };
     let requests = loop {
-        let r = keda_requests(mock);
+        let r: Vec<Recorded> = keda_requests(mock)
+            .into_iter()
+            .filter(|r| r.at_ms >= since_ms)
+            .collect();
         if r.len() >= min {
             break r;
         }
@@ -628,6 +632,19 @@ async fn expect_requests(
         .map(|w| w[1].at_ms - w[0].at_ms)
         .collect();
     let worst = gaps.iter().max().copied().unwrap_or(0);
+    let least = gaps.iter().min().copied().unwrap_or(0);
+    if let (Some(min_gap), Some(claim)) = (e.min_interval, e.min_interval_claim()) {
+        if least < min_gap.0.as_millis() {
+            note(
+                &claim,
+                format!(
+                    "the smallest gap between requests was {:.1}s, less than {:.1}s",
+                    least as f64 / 1000.0,
+                    min_gap.0.as_secs_f64()
+                ),
+            );
+        }
+    }
     if let (Some(max), Some(claim)) = (e.max_interval, e.interval_claim()) {
         if worst > max.0.as_millis() {
             note(
@@ -654,6 +671,9 @@ async fn expect_requests(
                 c if c == ExpectRequests::SHAPE_CLAIM => format!("GET {path}"),
                 c if Some(c) == e.interval_claim().as_ref() => {
                     format!("largest gap {:.1}s", worst as f64 / 1000.0)
+                }
+                c if Some(c) == e.min_interval_claim().as_ref() => {
+                    format!("smallest gap {:.1}s", least as f64 / 1000.0)
                 }
                 c => e
                     .headers

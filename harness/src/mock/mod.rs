@@ -265,6 +265,7 @@ pub struct PrometheusMock {
     behaviour: Arc<Mutex<Behaviour>>,
     log: Arc<Mutex<Vec<Recorded>>>,
     prefix: String,
+    started: std::time::Instant,
 }
 
 impl PrometheusMock {
@@ -273,11 +274,12 @@ impl PrometheusMock {
         let server = MockServer::start().await;
         let behaviour = Arc::new(Mutex::new(behaviour));
         let log = Arc::new(Mutex::new(Vec::new()));
+        let started = std::time::Instant::now();
         Mock::given(any())
             .respond_with(Responder {
                 behaviour: behaviour.clone(),
                 log: log.clone(),
-                started: std::time::Instant::now(),
+                started,
                 prefix: prefix.to_string(),
             })
             .named("prometheus query API")
@@ -288,6 +290,7 @@ impl PrometheusMock {
             behaviour,
             log,
             prefix: prefix.to_string(),
+            started,
         }
     }
 
@@ -311,6 +314,11 @@ impl PrometheusMock {
     /// Every request received so far.
     pub fn recorded(&self) -> Vec<Recorded> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Milliseconds since the mock started (the clock of [`Recorded::at_ms`]).
+    pub fn now_ms(&self) -> u128 {
+        self.started.elapsed().as_millis()
     }
 }
 

@@ -203,10 +203,16 @@ impl ExpectRequests {
     pub const NO_OTHER_HEADERS_CLAIM: &'static str =
         "no header the chart did not configure is sent";
 
-    /// Claim: the request rate.
+    /// Claim: the request rate is high enough.
     pub fn interval_claim(&self) -> Option<String> {
         self.max_interval
             .map(|m| format!("KEDA queries at least every {:?}", m.0))
+    }
+
+    /// Claim: the request rate is low enough.
+    pub fn min_interval_claim(&self) -> Option<String> {
+        self.min_interval
+            .map(|m| format!("KEDA queries no more often than every {:?}", m.0))
     }
 
     /// Every claim of this step, in order.
@@ -222,6 +228,7 @@ impl ExpectRequests {
             out.push(Self::NO_OTHER_HEADERS_CLAIM.to_string());
         }
         out.extend(self.interval_claim());
+        out.extend(self.min_interval_claim());
         out
     }
 }
@@ -295,6 +302,14 @@ pub struct ExpectRequests {
     /// Deadline for `min_count` requests to arrive (default 60s).
     #[serde(default)]
     pub within: Option<Span>,
+    /// The smallest gap allowed between consecutive requests (e.g. KEDA's pollingInterval
+    /// when useCachedMetrics serves the HPA from the cache).
+    #[serde(default)]
+    pub min_interval: Option<Span>,
+    /// Judge only requests that arrive after this step starts (default: every request so far,
+    /// including the burst when the ScaledObject is created).
+    #[serde(default)]
+    pub only_new: bool,
 }
 
 fn yes() -> bool {

@@ -579,6 +579,20 @@ impl Scenario {
                         ));
                     }
                 }
+                Step::ExpectRequests(r) => {
+                    if let (Some(lo), Some(hi)) = (r.min_interval, r.max_interval) {
+                        if lo.0 > hi.0 {
+                            return Err(bad(
+                                "min_interval:",
+                                format!(
+                                    "impossible expectation: min_interval {:?} > max_interval {:?}",
+                                    lo.0, hi.0
+                                ),
+                                "make min_interval <= max_interval",
+                            ));
+                        }
+                    }
+                }
                 Step::ExpectCondition(c) => {
                     if !["True", "False", "Unknown"].contains(&c.status.as_str()) {
                         return Err(bad(

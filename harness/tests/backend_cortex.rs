@@ -1,5 +1,6 @@
 //! The Mimir-API backend (real Cortex) with our remote-write client: tenancy is enforced,
-//! each tenant sees only its own series, and the answers are what KEDA would read.
+//! each tenant sees only its own series, the answers are what KEDA would read, and a
+//! staleness marker ends a series at once.
 
 use keda_conformance::backend::cortex::MimirApiBackend;
 use keda_conformance::backend::query::{instant, keda_value};
@@ -91,4 +92,31 @@ async fn tenants_are_isolated_and_a_missing_org_id_is_401() {
         .expect("query without tenant");
     assert_eq!(none.status, 401, "{none:?}");
     assert!(none.body.contains("no org id"), "{none:?}");
+
+    // A staleness marker (what the seeder writes when a pod stops being Ready) ends the series
+    // at once, as when Prometheus loses a target, instead of after the 5-minute lookback.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    write(
+        &client,
+        &backend.push_url(),
+        "tenant-b",
+        &series("tenant-b", keda_conformance::live::seeder::STALE_NAN),
+    )
+    .await
+    .expect("write the staleness marker");
+    let started = std::time::Instant::now();
+    let gone = loop {
+        let b = instant(&client, &backend.prometheus_url(), q, &hdr("tenant-b"))
+            .await
+            .expect("query b");
+        if keda_value(&b, q, false).is_err() || started.elapsed() > Duration::from_secs(10) {
+            break b;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        keda_value(&gone, q, false).unwrap_err(),
+        "prometheus metrics 'prometheus' target may be lost, the result is empty",
+        "{gone:?}"
+    );
 }

@@ -52,6 +52,7 @@ pub const CATALOG: &[Check] = &[
     Check { id: "trigger.prometheus-metadata", rule: "KEDA v2.20 parses every prometheus trigger's metadata and can send its request" },
     Check { id: "trigger.unknown-metadata", rule: "every metadata key is one the scaler reads (KEDA ignores others silently)" },
     Check { id: "trigger.expected-header", rule: "each prometheus trigger sends every expected header with its exact value" },
+    Check { id: "trigger.per-replica-query", rule: "an AverageValue trigger's query is not already divided by a count of pods (the HPA would divide by the replica count again and oscillate)" },
     Check { id: "trigger.authentication-ref", rule: "authenticationRef names a rendered TriggerAuthentication or an explicit ClusterTriggerAuthentication" },
     Check { id: "values.fidelity", rule: "every trigger field, metadata key and spec field the values set reaches the ScaledObject unchanged" },
     Check { id: "manifest.go-printed-value", rule: "no rendered string is a Go map or slice printed as text (map[...], [a b])" },
@@ -228,6 +229,7 @@ pub fn run(ctx: &RenderContext<'_>) -> RenderVerdict {
         scaled_object::anti_affinity(so, ctx, f);
     }
     trigger::expected_headers(ctx, &scaled_objects, &v.requests, f);
+    trigger::per_replica_query(&v.requests, f);
     fidelity::check(ctx, &scaled_objects, f);
     go_printed(ctx, f);
     let order = |id: &str| {

@@ -261,6 +261,57 @@ pub(super) fn authentication_ref(so: &Manifest, ctx: &RenderContext<'_>, f: &mut
     }
 }
 
+/// Whether a PromQL query divides by a `count(...)` (label matchers and strings ignored).
+pub fn divides_by_count(query: &str) -> bool {
+    let mut bare = String::new();
+    let mut depth = 0;
+    let mut quote: Option<char> = None;
+    for c in query.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'' | '`') => quote = Some(c),
+            (None, '{') => depth += 1,
+            (None, '}') => depth -= 1,
+            (None, c) if depth == 0 => bare.push(c),
+            _ => {}
+        }
+    }
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| {
+        regex::Regex::new(r"/[\s(]*(?:(?:on|ignoring)\s*\([^)]*\)\s*)?(?:group_(?:left|right)\s*(?:\([^)]*\))?\s*)?[\s(]*count\b")
+            .expect("valid regex")
+    })
+    .is_match(&bare)
+}
+
+pub(super) fn per_replica_query(requests: &[TriggerRequest], f: &mut Vec<Finding>) {
+    for r in requests {
+        if r.config.metric_type != prometheus::MetricType::AverageValue {
+            continue;
+        }
+        if divides_by_count(&r.config.query) {
+            f.push(
+                Finding::new(
+                    "trigger.per-replica-query",
+                    Status::Warn,
+                    &r.subject,
+                    "the query divides by a count(...); if that counts the scaled workload's own pods, AverageValue divides by the replica count again: desired = ceil(total / (replicas x threshold)), which swings between the bounds",
+                )
+                .with(format!("query: {}", r.config.query))
+                .with("fix: drop the division (AverageValue already averages per replica), or set metricType: Value"),
+            );
+        } else {
+            f.push(Finding::new(
+                "trigger.per-replica-query",
+                Status::Pass,
+                &r.subject,
+                "the query is not divided by a count of pods",
+            ));
+        }
+    }
+}
+
 pub(super) fn expected_headers(
     ctx: &RenderContext<'_>,
     scaled_objects: &[&Manifest],
@@ -381,5 +432,29 @@ fn values_source(ctx: &RenderContext<'_>, key: &str) -> Option<String> {
         None
     } else {
         Some(hits.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod per_replica_tests {
+    use super::divides_by_count;
+
+    #[test]
+    fn finds_a_division_by_a_count_of_pods_only() {
+        for q in [
+            r#"sum(tempodb_compaction_outstanding_blocks{container="compactor"}) / count(tempo_build_info{container="compactor"})"#,
+            "sum by (ns) (x) / on (ns) group_left count by (ns) (up)",
+            "sum(x)/(count(up))",
+        ] {
+            assert!(divides_by_count(q), "{q}");
+        }
+        for q in [
+            "sum(tempodb_compaction_outstanding_blocks)",
+            r#"sum(x{a="/ count(y)"})"#,
+            "count(x) / 2",
+            "sum(x) / scalar(y)",
+        ] {
+            assert!(!divides_by_count(q), "{q}");
+        }
     }
 }

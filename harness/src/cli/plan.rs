@@ -176,7 +176,15 @@ fn describe(step: &Step) -> String {
         Step::ExpectCondition(c) => format!("expect {} condition {}={}", c.on, c.type_, c.status),
         Step::ExpectEvent(e) => format!("expect event {}", e.reason),
         Step::SetMock(b) => format!("set mock answer {b:?}"),
-        Step::ExpectRequests(r) => format!("expect requests with headers {:?}", r.headers),
+        // Header names only: the values may be credentials.
+        Step::ExpectRequests(r) => format!(
+            "expect requests carrying headers {}",
+            r.headers.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+        Step::ExpectFlapping(f) => format!(
+            "expect the replica count to reverse direction {}+ times",
+            f.min_reversals
+        ),
         Step::Upgrade(u) => format!("helm upgrade to {}", u.chart.display()),
         Step::Wait(w) => format!("wait {:?}", w.duration.0),
         other => other.keyword().to_string(),

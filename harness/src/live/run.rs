@@ -362,6 +362,7 @@ pub async fn run(
                 )
                 .await
             }
+            Step::ExpectFlapping(f) => expect_flapping(f, &shared).await,
             Step::SetMock(b) => match &mock {
                 Some(m) => {
                     m.set_behaviour(b.clone());
@@ -946,6 +947,53 @@ async fn expect_replicas(
                     .unwrap_or_else(|| "a computable count".into()),
                 within.as_secs_f64(),
                 hold.as_secs_f64()
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Waits until the sampled replica count (since this step started) has reversed direction
+/// `min_reversals` times.
+async fn expect_flapping(
+    f: &crate::scenario::ExpectFlapping,
+    shared: &Arc<Mutex<Shared>>,
+) -> Result<String, String> {
+    let within = f.within.map(|s| s.0).unwrap_or(Duration::from_secs(180));
+    let from = shared.lock().map(|s| s.samples.len()).unwrap_or(0);
+    let start = Instant::now();
+    loop {
+        let counts: Vec<i32> = shared
+            .lock()
+            .map(|s| s.samples.iter().skip(from).map(|x| x.spec).collect())
+            .unwrap_or_default();
+        let mut path: Vec<i32> = Vec::new();
+        for c in &counts {
+            if path.last() != Some(c) {
+                path.push(*c);
+            }
+        }
+        let samples: Vec<Sample> = shared
+            .lock()
+            .map(|s| s.samples.iter().skip(from).cloned().collect())
+            .unwrap_or_default();
+        let reversals = count_flaps(&samples);
+        let shown = path
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(" -> ");
+        if reversals >= f.min_reversals {
+            return Ok(format!(
+                "replicas reversed direction {reversals} times in {:.0}s: {shown}",
+                start.elapsed().as_secs_f64()
+            ));
+        }
+        if start.elapsed() > within {
+            return Err(format!(
+                "replicas reversed direction {reversals} times in {:.0}s (expected {}): {shown}",
+                within.as_secs_f64(),
+                f.min_reversals
             ));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Prometheus's staleness marker: a NaN with this exact bit pattern ends a series at once.
+pub const STALE_NAN: f64 = f64::from_bits(0x7ff0_0000_0000_0002);
+
 /// What each tenant's metrics hold now.
 #[derive(Debug, Clone, Default)]
 pub struct SeedState {
@@ -78,6 +81,10 @@ impl Seeder {
                 .timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default();
+            // What each tenant got last round, so series that vanish (a pod no longer Ready, a
+            // fixed series replaced) are ended with a staleness marker, as Prometheus does
+            // when a target disappears; otherwise queries would see them for the lookback.
+            let mut previous: BTreeMap<String, Vec<Series>> = BTreeMap::new();
             loop {
                 let snapshot = shared.lock().map(|s| s.clone()).unwrap_or_default();
                 let needs_pods = snapshot.per_pod.values().any(|v| !v.is_empty());
@@ -89,12 +96,14 @@ impl Seeder {
                     Vec::new()
                 };
                 let mut error = None;
-                let tenants: std::collections::BTreeSet<&String> = snapshot
+                let tenants: std::collections::BTreeSet<String> = snapshot
                     .fixed
                     .keys()
                     .chain(snapshot.per_pod.keys())
+                    .chain(previous.keys())
+                    .cloned()
                     .collect();
-                for tenant in tenants {
+                for tenant in &tenants {
                     let mut series: Vec<Series> = snapshot
                         .fixed
                         .get(tenant)
@@ -117,11 +126,26 @@ impl Seeder {
                             });
                         }
                     }
+                    let current = series.clone();
+                    for gone in previous.get(tenant).into_iter().flatten() {
+                        if !current
+                            .iter()
+                            .any(|s| s.name == gone.name && s.labels == gone.labels)
+                        {
+                            series.push(Series {
+                                value: STALE_NAN,
+                                ..gone.clone()
+                            });
+                        }
+                    }
                     if series.is_empty() {
                         continue;
                     }
-                    if let Err(e) = write(&http, &push_url, tenant, &series).await {
-                        error = Some(e.to_string());
+                    match write(&http, &push_url, tenant, &series).await {
+                        Ok(_) => {
+                            previous.insert(tenant.clone(), current);
+                        }
+                        Err(e) => error = Some(e.to_string()),
                     }
                 }
                 if let Ok(mut s) = shared.lock() {

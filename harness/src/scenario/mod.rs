@@ -92,6 +92,9 @@ pub enum Step {
     Seed(SeedStep),
     /// The workload must reach a replica count and hold it.
     ExpectReplicas(ExpectReplicas),
+    /// The replica count must reverse direction again and again (demonstrates a defect such
+    /// as a query divided by the replica count under AverageValue).
+    ExpectFlapping(ExpectFlapping),
     /// The ScaledObject (or KEDA's HPA) must show a condition.
     ExpectCondition(ExpectCondition),
     /// An event must be recorded in the release's namespace.
@@ -126,6 +129,7 @@ impl Step {
             Step::Install(_) => "install",
             Step::Seed(_) => "seed",
             Step::ExpectReplicas(_) => "expect_replicas",
+            Step::ExpectFlapping(_) => "expect_flapping",
             Step::ExpectCondition(_) => "expect_condition",
             Step::ExpectEvent(_) => "expect_event",
             Step::Wait(_) => "wait",
@@ -148,6 +152,10 @@ impl Step {
                 Some(n) => format!("workload reaches {n} replicas and holds them"),
                 None => "workload reaches the replica count the metrics call for".into(),
             }],
+            Step::ExpectFlapping(f) => vec![format!(
+                "replicas flap: the count reverses direction at least {} times",
+                f.min_reversals
+            )],
             Step::ExpectCondition(c) => {
                 let on = if c.on == "hpa" { "HPA" } else { "ScaledObject" };
                 let mut name = format!("{on} condition {} is {}", c.type_, c.status);
@@ -363,6 +371,17 @@ pub struct ExpectReplicas {
     pub hold: Option<Span>,
 }
 
+/// Flapping to expect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectFlapping {
+    /// How many reversals of direction (up then down counts one) must be seen (at least 2).
+    pub min_reversals: usize,
+    /// Deadline (default 3m).
+    #[serde(default)]
+    pub within: Option<Span>,
+}
+
 /// A condition to expect.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -490,7 +509,7 @@ impl Scenario {
                 loc.as_ref().map(|l| l.line()),
                 loc.as_ref().map(|l| l.column()),
                 format!("invalid scenario: {e}"),
-                "see suites/README.md for the scenario format (keys: name, description, proves, chart, version, values, set, helm, release, namespace, live, steps; steps: render, install, seed, expect_replicas, expect_condition, expect_event, expect_requests, set_mock, wait, upgrade)",
+                "see suites/README.md for the scenario format (keys: name, description, proves, chart, version, values, set, helm, release, namespace, live, steps; steps: render, install, seed, expect_replicas, expect_flapping, expect_condition, expect_event, expect_requests, set_mock, wait, upgrade)",
             )
         })?;
         s.file = path.to_path_buf();
@@ -578,6 +597,16 @@ impl Scenario {
                             "use a count >= 0",
                         ));
                     }
+                }
+                Step::ExpectFlapping(f) if f.min_reversals < 2 => {
+                    return Err(bad(
+                        "min_reversals:",
+                        format!(
+                            "min_reversals {} cannot tell flapping from one scale-up and scale-down",
+                            f.min_reversals
+                        ),
+                        "use min_reversals: 2 or more",
+                    ));
                 }
                 Step::ExpectRequests(r) => {
                     if let (Some(lo), Some(hi)) = (r.min_interval, r.max_interval) {

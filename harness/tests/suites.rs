@@ -1,21 +1,32 @@
-//! Every scenario in suites/default and suites/defects becomes one test per Helm major, run
-//! with real Helm through the same engine as `keda-conformance run`. A scenario with live
-//! steps brings up its own local cluster, KEDA and backend (nextest runs each test in its own
-//! process; the `live` test group runs them one at a time).
+//! Every scenario in suites/default and suites/defects runs with real Helm through the same
+//! engine as `keda-conformance run`. Render-only scenarios are one test per Helm major. The
+//! live scenarios of a suite are one test that does what `keda-conformance run` does: one
+//! local cluster, KEDA and a backend per scenario, three scenarios at a time (nextest runs
+//! each test in its own process; the `live` test group runs them one at a time). Its failure
+//! message is the report of every scenario that failed.
 
 use keda_conformance::{engine, scenario};
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::path::Path;
 
-/// A live environment for one scenario: its own local cluster (unique name), KEDA and backend.
-fn live_context(s: &scenario::Scenario) -> Result<engine::LiveContext, Failed> {
+/// Scenarios run at once on the shared cluster, as `keda-conformance run` does by default.
+const PARALLEL: usize = 3;
+
+/// A live environment for a suite's live scenarios: a local cluster (unique name) with
+/// enough nodes for the largest, and KEDA.
+fn live_context(scenarios: &[scenario::Scenario]) -> Result<engine::LiveContext, Failed> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Failed::from(e.to_string()))?;
     let name = format!("suite-{}", std::process::id());
-    let nodes = s.live.nodes.unwrap_or(5);
+    let nodes = scenarios
+        .iter()
+        .filter_map(|s| s.live.nodes)
+        .max()
+        .unwrap_or(5)
+        .max(5);
     let env = runtime
         .block_on(keda_conformance::live::env::LiveEnv::start_local(
             &name,
@@ -29,7 +40,7 @@ fn live_context(s: &scenario::Scenario) -> Result<engine::LiveContext, Failed> {
         runtime,
         env,
         out_dir,
-        parallel: 1,
+        parallel: PARALLEL,
     })
 }
 
@@ -48,31 +59,17 @@ fn main() {
                 continue;
             }
         };
-        for s in scenarios {
+        let (live, render_only): (Vec<_>, Vec<_>) = scenarios
+            .into_iter()
+            .partition(|s| s.steps.iter().any(|st| st.is_live()));
+        for s in render_only {
             for helm in s.helm.clone() {
                 let s = s.clone();
-                let live = s.steps.iter().any(|st| st.is_live());
-                let name = format!(
-                    "{suite}::{}{}::helm{}",
-                    if live { "live::" } else { "" },
-                    s.name,
-                    helm.0.number()
-                );
+                let name = format!("{suite}::{}::helm{}", s.name, helm.0.number());
                 trials.push(Trial::test(name, move || {
-                    let ctx = if live { Some(live_context(&s)?) } else { None };
-                    let results = engine::run(std::slice::from_ref(&s), Some(helm.0), ctx.as_ref());
-                    if let Some(ctx) = ctx {
-                        let engine::LiveContext { runtime, env, .. } = ctx;
-                        runtime.block_on(env.stop());
-                    }
-                    let results = results.map_err(|e| Failed::from(e.to_string()))?;
-                    let r = results
-                        .first()
-                        .ok_or_else(|| Failed::from("the engine returned no result"))?;
-                    if live && r.live.is_none() {
-                        return Err(Failed::from("the live steps did not run"));
-                    }
-                    if r.passed {
+                    let results = engine::run(std::slice::from_ref(&s), Some(helm.0), None)
+                        .map_err(|e| Failed::from(e.to_string()))?;
+                    if results.iter().all(|r| r.passed) && !results.is_empty() {
                         Ok(())
                     } else {
                         Err(Failed::from(keda_conformance::report::run_text(
@@ -82,6 +79,37 @@ fn main() {
                 }));
             }
         }
+        if live.is_empty() {
+            continue;
+        }
+        let runs: usize = live.iter().map(|s| s.helm.len()).sum();
+        let name = format!("{suite}::live::all-{runs}-scenario-runs");
+        trials.push(Trial::test(name, move || {
+            let ctx = live_context(&live)?;
+            let results = engine::run(&live, None, Some(&ctx));
+            let engine::LiveContext { runtime, env, .. } = ctx;
+            runtime.block_on(env.stop());
+            let results = results.map_err(|e| Failed::from(e.to_string()))?;
+            if results.len() != runs {
+                return Err(Failed::from(format!(
+                    "expected {runs} scenario runs, the engine returned {}",
+                    results.len()
+                )));
+            }
+            let failed: Vec<engine::ScenarioResult> = results
+                .into_iter()
+                .filter(|r| !r.passed || r.live.is_none())
+                .collect();
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(Failed::from(format!(
+                    "{} of {runs} scenario runs failed (a run without live outcome counts as failed):\n{}",
+                    failed.len(),
+                    keda_conformance::report::run_text(&failed, false)
+                )))
+            }
+        }));
     }
     libtest_mimic::run(&args, trials).exit();
 }

@@ -1,7 +1,8 @@
 //! Every scenario in suites/default and suites/defects runs with real Helm through the same
 //! engine as `keda-conformance run`. Render-only scenarios are one test per Helm major. The
 //! live scenarios of a suite are one test that does what `keda-conformance run` does: one
-//! local cluster, KEDA and a backend per scenario, three scenarios at a time (nextest runs
+//! local cluster and KEDA for the suite, a namespace and backend per scenario, three scenarios
+//! at a time (nextest runs
 //! each test in its own process; the `live` test group runs them one at a time). Its failure
 //! message is the report of every scenario that failed.
 

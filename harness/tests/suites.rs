@@ -2,9 +2,8 @@
 //! engine as `keda-conformance run`. Render-only scenarios are one test per Helm major. The
 //! live scenarios of a suite are one test that does what `keda-conformance run` does: one
 //! local cluster and KEDA for the suite, a namespace and backend per scenario, three scenarios
-//! at a time (nextest runs
-//! each test in its own process; the `live` test group runs them one at a time). Its failure
-//! message is the report of every scenario that failed.
+//! at a time (nextest runs each test in its own process; the `live` test group runs them one
+//! at a time). Its failure message is the report of every scenario that failed.
 
 use keda_conformance::{engine, scenario};
 use libtest_mimic::{Arguments, Failed, Trial};

@@ -409,3 +409,76 @@ pub fn run_junit(results: &[ScenarioResult]) -> String {
     let text = report.to_string().unwrap_or_default();
     run_redactor(results).apply(&text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claim::Claim;
+
+    fn result(passed: bool, claims: Vec<Claim>) -> ScenarioResult {
+        ScenarioResult {
+            name: "fault [helm 3]".into(),
+            description: "a fault".into(),
+            proves: Some("500 from metrics endpoint triggers fallback".into()),
+            claims,
+            file: "suites/default/fault.yaml".into(),
+            passed,
+            reasons: if passed {
+                Vec::new()
+            } else {
+                vec!["expect_condition: Fallback never True".into()]
+            },
+            render: None,
+            live: None,
+            live_not_run: false,
+            elapsed: std::time::Duration::from_secs(3),
+        }
+    }
+
+    #[test]
+    fn junit_has_a_case_per_scenario_and_per_claim_named_by_what_it_proves() {
+        let xml = run_junit(&[result(
+            false,
+            vec![
+                Claim::held(
+                    "header X-Scope-OrgID reaches the metrics endpoint",
+                    "tenant-a",
+                ),
+                Claim::broken(
+                    "ScaledObject condition Fallback is True",
+                    "never True in 90s",
+                ),
+                Claim::not_reached("workload reaches 3 replicas and holds them"),
+            ],
+        )]);
+        for name in [
+            r#"name="500 from metrics endpoint triggers fallback""#,
+            r#"name="header X-Scope-OrgID reaches the metrics endpoint""#,
+            r#"name="ScaledObject condition Fallback is True""#,
+            r#"name="workload reaches 3 replicas and holds them""#,
+        ] {
+            assert!(xml.contains(name), "{name} missing in {xml}");
+        }
+        assert_eq!(xml.matches("<failure").count(), 2, "{xml}");
+        assert_eq!(xml.matches("<skipped").count(), 1, "{xml}");
+        assert!(xml.contains(r#"classname="fault [helm 3]""#), "{xml}");
+    }
+
+    #[test]
+    fn text_marks_each_claim() {
+        let text = run_text(
+            &[result(
+                true,
+                vec![Claim::held(
+                    "header X-Scope-OrgID reaches the metrics endpoint",
+                    "tenant-a",
+                )],
+            )],
+            false,
+        );
+        assert!(
+            text.contains("header X-Scope-OrgID reaches the metrics endpoint: tenant-a"),
+            "{text}"
+        );
+    }
+}

@@ -182,3 +182,133 @@ fn interrupting_a_live_run_at_any_phase_leaves_nothing_behind() {
     );
     assert!(leaks.is_empty(), "{}", leaks.join("\n"));
 }
+
+/// Issue 8: "partial evidence is still written when a run is interrupted". SIGINT while a
+/// scenario waits for replicas: the harness stops the scenario at that step, writes the
+/// timeline so far, the requests recorded so far and `interrupted.txt` naming the step,
+/// reports INTERRUPTED, exits 130, and leaves nothing behind.
+#[test]
+fn sigint_while_waiting_writes_partial_evidence_and_exits_130() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let sandbox = tempfile::tempdir().unwrap();
+    let tmp = sandbox.path().join("tmp");
+    let out = sandbox.path().join("out");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--suite",
+            "suites/default/compactor-header-reaches-endpoint.yaml",
+            "--helm",
+            "3",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .env("TMPDIR", &tmp)
+        .env("NO_COLOR", "1")
+        .current_dir(&root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stdout_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stdout), &mut text);
+        text
+    });
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The progress line of the third live step: install, seed, expect_replicas (oracle).
+    let marker = "step 3/4: expect oracle";
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) if line.contains(marker) => break,
+            Ok(line) => seen.push(line),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("the run ended before {marker:?}:\n{}", seen.join("\n"))
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{marker:?} did not appear in time:\n{}", seen.join("\n"));
+        }
+    }
+    // A few timeline samples (one a second) into the wait.
+    std::thread::sleep(Duration::from_secs(5));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let exit_deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > exit_deadline {
+            let _ = child.kill();
+            panic!("the harness did not exit within 30s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = stdout_reader.join().unwrap();
+    let stderr: Vec<String> = rx.try_iter().collect();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "exit status {status:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        stderr.join("\n")
+    );
+    assert!(
+        stdout.contains("INTERRUPTED compactor-header-reaches-endpoint [helm 3]")
+            && stdout.contains("run interrupted: 0 passed, 0 failed, 1 interrupted"),
+        "the report says interrupted:\n{stdout}"
+    );
+
+    let dir = out.join("compactor-header-reaches-endpoint-helm3");
+    let marker_text = std::fs::read_to_string(dir.join("interrupted.txt"))
+        .unwrap_or_else(|e| panic!("interrupted.txt in {}: {e}", dir.display()));
+    assert!(
+        marker_text.contains("during step 3 of 4 (expect oracle)"),
+        "interrupted.txt names the step: {marker_text}"
+    );
+    let csv = std::fs::read_to_string(dir.join("timeline.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert!(
+        rows.len() >= 3,
+        "the timeline so far has samples from the wait:\n{csv}"
+    );
+    assert!(
+        rows.iter().any(|r| r.ends_with(",expect_replicas")),
+        "samples taken during expect_replicas:\n{csv}"
+    );
+    let svg = std::fs::read_to_string(dir.join("timeline.svg")).unwrap();
+    assert!(svg.contains("INTERRUPTED"), "the picture's title says so");
+    assert!(
+        dir.join("requests.jsonl").is_file(),
+        "the requests recorded so far"
+    );
+    let verdict = std::fs::read_to_string(dir.join("verdict.txt")).unwrap();
+    assert!(
+        verdict.contains("interrupted (SIGINT/SIGTERM)"),
+        "{verdict}"
+    );
+
+    let settle = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (pids, dirs) = leftovers(&tmp);
+        if pids.is_empty() && dirs.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < settle,
+            "left behind after SIGINT while waiting: processes {pids:?}, entries in TMPDIR {dirs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -196,6 +196,11 @@ fn two_runs_started_at_once_do_not_interfere() {
         servers[&pids[0]], servers[&pids[1]],
         "the two clusters' apiservers differ"
     );
+    eprintln!(
+        "apiservers {:?}; up to {busiest_both} listening ports each at once; overlaps: {}",
+        servers.values().collect::<Vec<_>>(),
+        overlaps.len()
+    );
     assert!(overlaps.is_empty(), "{}", overlaps.join("\n"));
     // The observation meant something: both stacks were up (control plane, KEDA) at once.
     assert!(

@@ -398,7 +398,9 @@ pub(super) fn bench_live(suite: Option<PathBuf>) -> Result<i32, InputError> {
         }
     }
     println!("worst latency ratio {worst:.2}x (target <= 1.3x); suite wall time {:.0}s (target <= 300s with a warm cache)", wall.as_secs_f64());
-    Ok(if results.iter().all(|r| r.passed) {
+    Ok(if crate::cleanup::is_interrupted() {
+        exit_code::INTERRUPTED
+    } else if results.iter().all(|r| r.passed) {
         exit_code::PASS
     } else {
         exit_code::FAILED

@@ -348,8 +348,15 @@ pub(super) fn bench_live(suite: Option<PathBuf>) -> Result<i32, InputError> {
             "point --suite at scenarios with install steps",
         ));
     }
-    let out = std::env::temp_dir().join(format!("keda-conformance-bench-{}", std::process::id()));
-    let args = RunArgs::for_suite(suite, engine::Tier::All, None, out.clone());
+    // Removed at the end and on interrupt.
+    let out = crate::cleanup::TempDir::new("keda-conformance-bench-").map_err(|e| {
+        InputError::in_environment(
+            "temporary directory",
+            e.to_string(),
+            "check that $TMPDIR is writable",
+        )
+    })?;
+    let args = RunArgs::for_suite(suite, engine::Tier::All, None, out.path().to_path_buf());
     let started = std::time::Instant::now();
     let ctx = start_live(&scenarios, &args)?;
     let ready = started.elapsed();
@@ -358,7 +365,7 @@ pub(super) fn bench_live(suite: Option<PathBuf>) -> Result<i32, InputError> {
     runtime.block_on(env.stop());
     let results = results?;
     let wall = started.elapsed();
-    let _ = std::fs::remove_dir_all(&out);
+    drop(out);
     println!(
         "bench live ({} scenario runs; live environment ready in {:.1}s)",
         results.len(),

@@ -227,7 +227,7 @@ pub async fn run(
 ) -> LiveOutcome {
     let mut outcome = LiveOutcome::default();
     if crate::cleanup::is_interrupted() {
-        outcome.interrupted = Some("before its first step".into());
+        outcome.interrupted = Some("its wait for a free slot (not started)".into());
         outcome.reasons.push(format!("not started: {INTERRUPTED}"));
         return outcome;
     }
@@ -294,6 +294,19 @@ pub async fn run(
     };
     let live_steps = scenario.steps.iter().filter(|s| s.is_live()).count();
     for (index, step) in scenario.steps.iter().filter(|s| s.is_live()).enumerate() {
+        // Interrupted between steps (during the backend's start or an install): stop here.
+        if crate::cleanup::is_interrupted() {
+            outcome.interrupted = Some(format!(
+                "the start of step {} of {live_steps} ({}) after {:.1}s",
+                index + 1,
+                step.keyword(),
+                started.elapsed().as_secs_f64()
+            ));
+            outcome
+                .reasons
+                .push(format!("{}: not started: {INTERRUPTED}", step.keyword()));
+            break;
+        }
         if let Ok(mut s) = shared.lock() {
             s.step = step.keyword().to_string();
             let label = match step {

@@ -1,23 +1,106 @@
 //! Process-wide cleanup on interrupt: temporary directories and child process groups that
-//! must not outlive the harness, even on Ctrl-C or SIGTERM.
+//! must not outlive the harness, even on Ctrl-C or SIGTERM, and the graceful stop that lets
+//! running scenarios write the evidence they have before that happens.
+//!
+//! On SIGINT/SIGTERM/SIGHUP:
+//! - with no [`GracefulStop`] alive (setup, teardown, render-only runs), everything registered
+//!   is removed at once and the process exits with [`crate::error::exit_code::INTERRUPTED`];
+//! - while a [`GracefulStop`] is alive (live scenarios running), the first signal only marks
+//!   the run interrupted ([`is_interrupted`], [`interrupted`]): scenarios stop at their current
+//!   step, write their evidence, and the caller tears down and exits with the same code. A
+//!   watchdog removes everything and exits anyway after [`GRACE`], and a second signal does
+//!   so at once.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, Once};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, Once, OnceLock};
+use std::time::Duration;
 
 static TEMP_DIRS: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 static PROCESS_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 static INSTALL: Once = Once::new();
+/// Signals received so far.
+static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+/// Live [`GracefulStop`] guards.
+static GRACEFUL: AtomicUsize = AtomicUsize::new(0);
 
-/// Installs the SIGINT/SIGTERM handler once: it removes registered temp dirs, kills
-/// registered process groups and exits with 130.
+/// How long interrupted scenarios get to write their evidence and tear down before the
+/// watchdog removes everything and exits.
+pub const GRACE: Duration = Duration::from_secs(20);
+
+/// The interrupt flag, awaitable.
+fn flag() -> &'static tokio::sync::watch::Sender<bool> {
+    static FLAG: OnceLock<tokio::sync::watch::Sender<bool>> = OnceLock::new();
+    FLAG.get_or_init(|| tokio::sync::watch::channel(false).0)
+}
+
+/// Removes everything registered and exits with the interrupt exit code.
+fn cleanup_and_exit() -> ! {
+    run_cleanup();
+    std::process::exit(crate::error::exit_code::INTERRUPTED);
+}
+
+/// Installs the SIGINT/SIGTERM handler once (see the module doc for what it does).
 pub fn install_interrupt_handler() {
     INSTALL.call_once(|| {
         let _ = ctrlc::set_handler(|| {
-            run_cleanup();
-            std::process::exit(130);
+            let nth = SIGNALS.fetch_add(1, Ordering::SeqCst) + 1;
+            if nth > 1 || GRACEFUL.load(Ordering::SeqCst) == 0 {
+                cleanup_and_exit();
+            }
+            eprintln!(
+                "interrupted: stopping the running scenarios and writing their evidence (at most {}s; interrupt again to stop at once)",
+                GRACE.as_secs()
+            );
+            flag().send_replace(true);
+            let watchdog = std::thread::Builder::new()
+                .name("interrupt-watchdog".into())
+                .spawn(|| {
+                    std::thread::sleep(GRACE);
+                    eprintln!(
+                        "interrupted: evidence not written within {}s; stopping now",
+                        GRACE.as_secs()
+                    );
+                    cleanup_and_exit();
+                });
+            if watchdog.is_err() {
+                cleanup_and_exit();
+            }
         });
     });
+}
+
+/// Whether the run has been interrupted (a signal arrived while a [`GracefulStop`] was alive).
+pub fn is_interrupted() -> bool {
+    *flag().borrow()
+}
+
+/// Completes when the run is interrupted (at once if it already is).
+pub async fn interrupted() {
+    let mut rx = flag().subscribe();
+    // The sender lives in a static, so the channel never closes.
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+/// While alive, the first SIGINT/SIGTERM asks the running scenarios to stop and write their
+/// evidence instead of exiting at once (see the module doc).
+#[derive(Debug)]
+pub struct GracefulStop(());
+
+impl GracefulStop {
+    /// Starts a phase in which interrupts are graceful.
+    pub fn begin() -> Self {
+        install_interrupt_handler();
+        GRACEFUL.fetch_add(1, Ordering::SeqCst);
+        Self(())
+    }
+}
+
+impl Drop for GracefulStop {
+    fn drop(&mut self) {
+        GRACEFUL.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Removes everything registered now (also called on normal exit paths by guards).

@@ -92,6 +92,9 @@ pub fn run(
         }
     }
     if let (Some(ctx), false) = (live, jobs.is_empty()) {
+        // An interrupt now stops the scenarios at their current step and lets them write
+        // their evidence (see `crate::cleanup`).
+        let _graceful = crate::cleanup::GracefulStop::begin();
         // Live scenarios are independent (own namespace, own backend): run several at once.
         let outcomes = ctx.runtime.block_on(async {
             futures::stream::iter(jobs.iter().map(|(i, s, helm, report)| async move {
@@ -102,7 +105,9 @@ pub fn run(
                     "live: {} [helm {}] {} after {:.0}s",
                     s.name,
                     helm.number(),
-                    if outcome.reasons.is_empty() {
+                    if outcome.interrupted.is_some() {
+                        "interrupted"
+                    } else if outcome.reasons.is_empty() {
                         "passed"
                     } else {
                         "FAILED"

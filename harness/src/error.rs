@@ -11,6 +11,9 @@ pub mod exit_code {
     pub const FAILED: i32 = 1;
     /// Bad input or environment: the user must fix something before a run can start.
     pub const BAD_INPUT: i32 = 2;
+    /// Interrupted by SIGINT, SIGTERM or SIGHUP (128 + SIGINT, as shells report Ctrl-C):
+    /// everything started was stopped and removed; a live run wrote the evidence it had.
+    pub const INTERRUPTED: i32 = 130;
 }
 
 /// A problem with what the user gave us (files, flags, environment): exit code 2.

@@ -1,7 +1,8 @@
 //! Interrupting a live run at each of its phases (Ctrl-C, SIGTERM, and SIGKILL followed by
 //! `cluster gc`) leaves no process of ours and no run or temporary directory behind. Each run
 //! gets a private TMPDIR so what it leaves is countable; the number of interrupt points tried
-//! and of leaks found is printed.
+//! and of leaks found is printed. An interrupt while scenarios wait writes their partial
+//! evidence and exits 130; a second interrupt stops at once.
 
 use keda_conformance::stack::process::pids_referencing;
 use nix::sys::signal::{kill, Signal};
@@ -181,4 +182,209 @@ fn interrupting_a_live_run_at_any_phase_leaves_nothing_behind() {
         leaks.len()
     );
     assert!(leaks.is_empty(), "{}", leaks.join("\n"));
+}
+
+/// A `run` of one scenario with a private TMPDIR and evidence directory, its report (stdout)
+/// collected, its progress (stderr) readable line by line.
+struct LiveRun {
+    child: std::process::Child,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    tmp: std::path::PathBuf,
+    out: std::path::PathBuf,
+    _sandbox: tempfile::TempDir,
+}
+
+impl LiveRun {
+    fn start(scenario_file: &str) -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let sandbox = tempfile::tempdir().unwrap();
+        let tmp = sandbox.path().join("tmp");
+        let out = sandbox.path().join("out");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["run", "--suite", scenario_file, "--helm", "3"])
+            .arg("--out")
+            .arg(&out)
+            .env("TMPDIR", &tmp)
+            .env("NO_COLOR", "1")
+            .current_dir(&root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut BufReader::new(stdout), &mut text);
+            text
+        });
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            child,
+            stdout,
+            stderr: rx,
+            seen: Vec::new(),
+            tmp,
+            out,
+            _sandbox: sandbox,
+        }
+    }
+
+    /// Waits for a progress line containing `marker`.
+    fn wait_for(&mut self, marker: &str) {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            match self.stderr.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) if line.contains(marker) => return,
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("the run ended before {marker:?}:\n{}", self.seen.join("\n"))
+                }
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "{marker:?} did not appear in time:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    /// Waits for the exit (at most `limit`); returns the exit code, the report and the
+    /// progress lines.
+    fn finish(mut self, limit: Duration) -> (Option<i32>, String, Vec<String>, Self) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the harness did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let stdout = std::mem::replace(&mut self.stdout, std::thread::spawn(String::new));
+        let stdout = stdout.join().unwrap();
+        let mut stderr = std::mem::take(&mut self.seen);
+        stderr.extend(self.stderr.try_iter());
+        (status.code(), stdout, stderr, self)
+    }
+
+    /// Asserts that no process names the TMPDIR and that it is empty (within 10 s).
+    fn assert_nothing_left(&self, when: &str) {
+        let settle = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (pids, dirs) = leftovers(&self.tmp);
+            if pids.is_empty() && dirs.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < settle,
+                "left behind {when}: processes {pids:?}, entries in TMPDIR {dirs:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// The progress line of the third live step of compactor-header-reaches-endpoint: install,
+/// seed, expect_replicas (oracle), expect_requests.
+const WAITING: &str = "step 3/4: expect oracle";
+const PROXY_SCENARIO: &str = "suites/default/compactor-header-reaches-endpoint.yaml";
+
+/// Issue 8: "partial evidence is still written when a run is interrupted". SIGINT while a
+/// scenario waits for replicas: the harness stops the scenario at that step, writes the
+/// timeline so far, the requests recorded so far and `interrupted.txt` naming the step,
+/// reports INTERRUPTED, exits 130, and leaves nothing behind.
+#[test]
+fn sigint_while_waiting_writes_partial_evidence_and_exits_130() {
+    let mut run = LiveRun::start(PROXY_SCENARIO);
+    run.wait_for(WAITING);
+    // A few timeline samples (one a second) into the wait.
+    std::thread::sleep(Duration::from_secs(5));
+    run.signal(Signal::SIGINT);
+    let (code, stdout, stderr, run) = run.finish(Duration::from_secs(30));
+    assert_eq!(
+        code,
+        Some(130),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        stderr.join("\n")
+    );
+    assert!(
+        stdout.contains("INTERRUPTED compactor-header-reaches-endpoint [helm 3]")
+            && stdout.contains("run interrupted: 0 passed, 0 failed, 1 interrupted"),
+        "the report says interrupted:\n{stdout}"
+    );
+
+    let dir = run.out.join("compactor-header-reaches-endpoint-helm3");
+    let marker_text = std::fs::read_to_string(dir.join("interrupted.txt"))
+        .unwrap_or_else(|e| panic!("interrupted.txt in {}: {e}", dir.display()));
+    assert!(
+        marker_text.contains("during step 3 of 4 (expect oracle)"),
+        "interrupted.txt names the step: {marker_text}"
+    );
+    let csv = std::fs::read_to_string(dir.join("timeline.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert!(
+        rows.len() >= 3,
+        "the timeline so far has samples from the wait:\n{csv}"
+    );
+    assert!(
+        rows.iter().any(|r| r.ends_with(",expect_replicas")),
+        "samples taken during expect_replicas:\n{csv}"
+    );
+    let svg = std::fs::read_to_string(dir.join("timeline.svg")).unwrap();
+    assert!(svg.contains("INTERRUPTED"), "the picture's title says so");
+    assert!(
+        dir.join("requests.jsonl").is_file(),
+        "the requests recorded so far"
+    );
+    let verdict = std::fs::read_to_string(dir.join("verdict.txt")).unwrap();
+    assert!(
+        verdict.contains("interrupted (SIGINT/SIGTERM)"),
+        "{verdict}"
+    );
+    run.assert_nothing_left("after SIGINT while waiting");
+}
+
+/// A second SIGINT while the first one's evidence is being written stops at once: exit 130
+/// without the graceful teardown, and still nothing left behind.
+#[test]
+fn a_second_sigint_stops_at_once_and_leaves_nothing_behind() {
+    let mut run = LiveRun::start(PROXY_SCENARIO);
+    run.wait_for(WAITING);
+    std::thread::sleep(Duration::from_secs(2));
+    run.signal(Signal::SIGINT);
+    run.wait_for("interrupted: stopping the running scenarios");
+    run.signal(Signal::SIGINT);
+    let (code, stdout, stderr, run) = run.finish(Duration::from_secs(10));
+    assert_eq!(
+        code,
+        Some(130),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        stderr.join("\n")
+    );
+    assert!(
+        !stderr
+            .iter()
+            .any(|l| l.contains("interrupted: the environment was stopped")),
+        "the second signal cut the graceful stop short:\n{}",
+        stderr.join("\n")
+    );
+    run.assert_nothing_left("after two SIGINTs");
 }

@@ -4,7 +4,6 @@
 
 use crate::stack::process::{ManagedProcess, ProcessSpec};
 use crate::stack::wait::{Probe, Wait};
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,6 +16,8 @@ pub struct MimirApiBackend {
     process: ManagedProcess,
     http_port: u16,
     config: PathBuf,
+    /// Its ports, claimed while it runs (see [`crate::stack::ports`]).
+    _ports: Vec<crate::stack::ports::PortClaim>,
 }
 
 /// Why the backend did not start.
@@ -31,12 +32,6 @@ pub enum BackendError {
     /// Readiness.
     #[error(transparent)]
     Wait(#[from] crate::stack::wait::WaitError),
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
 }
 
 /// The Cortex configuration: single process, auth (tenancy) enabled, in-memory rings,
@@ -146,8 +141,9 @@ impl MimirApiBackend {
             std::fs::create_dir_all(&d)
                 .map_err(|e| BackendError::Setup(format!("{}: {e}", d.display())))?;
         }
-        let http_port = free_port().map_err(|e| BackendError::Setup(e.to_string()))?;
-        let grpc_port = free_port().map_err(|e| BackendError::Setup(e.to_string()))?;
+        let ports = crate::stack::ports::claim(2)
+            .map_err(|e| BackendError::Setup(format!("ports: {e}")))?;
+        let (http_port, grpc_port) = (ports[0].port(), ports[1].port());
         let config_path = dir.join("cortex.yaml");
         std::fs::write(&config_path, config(dir, http_port, grpc_port))
             .map_err(|e| BackendError::Setup(format!("{}: {e}", config_path.display())))?;
@@ -162,6 +158,7 @@ impl MimirApiBackend {
             process,
             http_port,
             config: config_path,
+            _ports: ports,
         };
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))

@@ -105,7 +105,13 @@ pub(super) fn run(a: RunArgs) -> Result<i32, InputError> {
             )
         })?;
     }
-    Ok(if results.iter().all(|r| r.passed) {
+    Ok(if crate::cleanup::is_interrupted() {
+        eprintln!(
+            "interrupted: the environment was stopped; partial evidence is in {}",
+            a.out.display()
+        );
+        exit_code::INTERRUPTED
+    } else if results.iter().all(|r| r.passed) {
         exit_code::PASS
     } else {
         exit_code::FAILED
@@ -342,8 +348,15 @@ pub(super) fn bench_live(suite: Option<PathBuf>) -> Result<i32, InputError> {
             "point --suite at scenarios with install steps",
         ));
     }
-    let out = std::env::temp_dir().join(format!("keda-conformance-bench-{}", std::process::id()));
-    let args = RunArgs::for_suite(suite, engine::Tier::All, None, out.clone());
+    // Removed at the end and on interrupt.
+    let out = crate::cleanup::TempDir::new("keda-conformance-bench-").map_err(|e| {
+        InputError::in_environment(
+            "temporary directory",
+            e.to_string(),
+            "check that $TMPDIR is writable",
+        )
+    })?;
+    let args = RunArgs::for_suite(suite, engine::Tier::All, None, out.path().to_path_buf());
     let started = std::time::Instant::now();
     let ctx = start_live(&scenarios, &args)?;
     let ready = started.elapsed();
@@ -352,7 +365,7 @@ pub(super) fn bench_live(suite: Option<PathBuf>) -> Result<i32, InputError> {
     runtime.block_on(env.stop());
     let results = results?;
     let wall = started.elapsed();
-    let _ = std::fs::remove_dir_all(&out);
+    drop(out);
     println!(
         "bench live ({} scenario runs; live environment ready in {:.1}s)",
         results.len(),
@@ -392,7 +405,9 @@ pub(super) fn bench_live(suite: Option<PathBuf>) -> Result<i32, InputError> {
         }
     }
     println!("worst latency ratio {worst:.2}x (target <= 1.3x); suite wall time {:.0}s (target <= 300s with a warm cache)", wall.as_secs_f64());
-    Ok(if results.iter().all(|r| r.passed) {
+    Ok(if crate::cleanup::is_interrupted() {
+        exit_code::INTERRUPTED
+    } else if results.iter().all(|r| r.passed) {
         exit_code::PASS
     } else {
         exit_code::FAILED
@@ -405,10 +420,21 @@ pub(super) fn soak(a: SoakArgs) -> Result<i32, InputError> {
         .clone()
         .unwrap_or_else(|| suites_dir().join("default"));
     let scenarios = scenario::load_suite(&suite)?;
-    let out = std::env::temp_dir().join(format!("keda-conformance-soak-{}", std::process::id()));
-    let run_args = RunArgs::for_suite(suite, a.tier, a.helm, out.clone());
+    // Evidence of every run goes to a temporary directory removed at the end and on interrupt.
+    let out = crate::cleanup::TempDir::new("keda-conformance-soak-").map_err(|e| {
+        InputError::in_environment(
+            "temporary directory",
+            e.to_string(),
+            "check that $TMPDIR is writable",
+        )
+    })?;
+    let run_args = RunArgs::for_suite(suite, a.tier, a.helm, out.path().to_path_buf());
     let mut outcomes: std::collections::BTreeMap<String, Vec<(bool, f64, Vec<String>)>> =
         Default::default();
+    // Verdict latency of each expect_replicas step, by scenario and step position.
+    let mut latencies: std::collections::BTreeMap<(String, usize), (String, f64, Vec<f64>)> =
+        Default::default();
+    let mut complete = 0;
     for i in 0..a.runs.max(1) {
         let results = run_suite_once(&scenarios, &run_args)?;
         let failed = results.iter().filter(|r| !r.passed).count();
@@ -418,7 +444,22 @@ pub(super) fn soak(a: SoakArgs) -> Result<i32, InputError> {
             a.runs.max(1),
             results.len() - failed
         );
+        if crate::cleanup::is_interrupted() {
+            // An interrupted run says nothing about flakiness: report the complete runs only.
+            eprintln!(
+                "soak interrupted during run {}; reporting the {i} complete run(s)",
+                i + 1
+            );
+            break;
+        }
+        complete += 1;
         for r in results {
+            for (k, l) in r.live.iter().flat_map(|l| l.latencies.iter()).enumerate() {
+                let e = latencies
+                    .entry((r.name.clone(), k))
+                    .or_insert_with(|| (l.step.clone(), l.floor, Vec::new()));
+                e.2.push(l.seconds);
+            }
             outcomes.entry(r.name.clone()).or_default().push((
                 r.passed,
                 r.elapsed.as_secs_f64(),
@@ -426,10 +467,9 @@ pub(super) fn soak(a: SoakArgs) -> Result<i32, InputError> {
             ));
         }
     }
-    let _ = std::fs::remove_dir_all(&out);
+    drop(out);
     println!(
-        "soak: {} runs of {} scenario runs each",
-        a.runs.max(1),
+        "soak: {complete} runs of {} scenario runs each",
         outcomes.len()
     );
     println!(
@@ -461,12 +501,34 @@ pub(super) fn soak(a: SoakArgs) -> Result<i32, InputError> {
             }
         }
     }
+    if !latencies.is_empty() {
+        println!("verdict latencies (expect_replicas: seconds until the count was reached)");
+        println!(
+            "{:<58} {:>18} {:>5} {:>8} {:>8} {:>8} {:>8}",
+            "scenario", "step", "n", "min s", "median s", "max s", "floor s"
+        );
+        for ((name, _), (step, floor, mut t)) in latencies {
+            t.sort_by(|x, y| x.total_cmp(y));
+            println!(
+                "{:<58} {:>18} {:>5} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
+                name,
+                step,
+                t.len(),
+                t[0],
+                t[t.len() / 2],
+                t[t.len() - 1],
+                floor
+            );
+        }
+    }
     println!(
         "flake rate: {flaky} of {} scenarios ({:.1}%); failed scenario runs: {failures}",
         outcomes.len(),
         100.0 * flaky as f64 / outcomes.len().max(1) as f64
     );
-    Ok(if failures == 0 {
+    Ok(if crate::cleanup::is_interrupted() {
+        exit_code::INTERRUPTED
+    } else if failures == 0 {
         exit_code::PASS
     } else {
         exit_code::FAILED

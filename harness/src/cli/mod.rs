@@ -1,4 +1,5 @@
-//! Command-line interface: argument parsing and dispatch; exit codes 0 pass, 1 failed, 2 bad input.
+//! Command-line interface: argument parsing and dispatch; exit codes 0 pass, 1 failed, 2 bad
+//! input, 130 interrupted.
 
 mod cluster;
 mod commands;
@@ -17,7 +18,8 @@ use std::path::PathBuf;
 /// Conformance harness for Helm charts that autoscale with KEDA.
 ///
 /// Exit codes: 0 every check passed; 1 a check or scenario failed (evidence printed);
-/// 2 bad input or environment (the message names the file, line or flag and the fix).
+/// 2 bad input or environment (the message names the file, line or flag and the fix);
+/// 130 interrupted (SIGINT/SIGTERM; a live run writes the evidence it has first).
 #[derive(Debug, Parser)]
 #[command(name = "keda-conformance", version, about, long_about = None)]
 pub struct Cli {

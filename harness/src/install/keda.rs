@@ -8,7 +8,6 @@ use super::certs::{issue_leaf, CertError};
 use crate::stack::process::{ManagedProcess, ProcessSpec};
 use crate::stack::wait::{Probe, Wait, WaitError};
 use crate::toolchain;
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -60,16 +59,8 @@ pub struct Keda {
     adapter: ManagedProcess,
     probe_port: u16,
     adapter_port: u16,
-}
-
-fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
+    /// Its ports, claimed while it runs (see [`crate::stack::ports`]).
+    _ports: Vec<crate::stack::ports::PortClaim>,
 }
 
 fn env_program() -> Result<PathBuf, KedaError> {
@@ -187,7 +178,12 @@ impl Keda {
                 "keda-operator.keda.svc",
             ],
         )?;
-        let ports = free_ports(5).map_err(|e| KedaError::Setup(format!("ports: {e}")))?;
+        let claims =
+            crate::stack::ports::claim(5).map_err(|e| KedaError::Setup(format!("ports: {e}")))?;
+        let ports: Vec<u16> = claims
+            .iter()
+            .map(crate::stack::ports::PortClaim::port)
+            .collect();
         let (metrics_port, probe_port, grpc_port, adapter_port, adapter_metrics_port) =
             (ports[0], ports[1], ports[2], ports[3], ports[4]);
         let env = env_program()?;
@@ -249,6 +245,7 @@ impl Keda {
             adapter,
             probe_port,
             adapter_port,
+            _ports: claims,
         };
 
         let http = reqwest::Client::builder()

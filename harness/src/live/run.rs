@@ -43,6 +43,23 @@ pub struct LiveOutcome {
     pub requests: Vec<Recorded>,
     /// What each live expectation proved, failed to prove, or never reached.
     pub claims: Vec<Claim>,
+    /// When the run was interrupted (SIGINT/SIGTERM): where, e.g. `step 4 of 6 (expect 5)
+    /// after 31.2s`. The evidence written is what had been gathered by then.
+    pub interrupted: Option<String>,
+}
+
+/// The reason a step reports when the run is interrupted while it runs.
+pub const INTERRUPTED: &str = "interrupted (SIGINT/SIGTERM)";
+
+/// Runs a step unless the run is interrupted first; then the step fails with [`INTERRUPTED`].
+async fn unless_interrupted(
+    step: impl std::future::Future<Output = Result<String, String>>,
+) -> Result<String, String> {
+    tokio::select! {
+        biased;
+        () = crate::cleanup::interrupted() => Err(INTERRUPTED.to_string()),
+        r = step => r,
+    }
 }
 
 /// Verdict latency of one `expect_replicas` step.
@@ -226,6 +243,11 @@ pub async fn run(
     out_dir: &Path,
 ) -> LiveOutcome {
     let mut outcome = LiveOutcome::default();
+    if crate::cleanup::is_interrupted() {
+        outcome.interrupted = Some("its wait for a free slot (not started)".into());
+        outcome.reasons.push(format!("not started: {INTERRUPTED}"));
+        return outcome;
+    }
     let namespace = namespace_for(&scenario.name, helm);
     let manifests = manifest::split(&render.rendered).unwrap_or_default();
     let target = match target_from_render(render, &manifests, &namespace, env.hpa.tolerance) {
@@ -288,9 +310,23 @@ pub async fn run(
         _ => backend.prometheus_url(),
     };
     let live_steps: Vec<&Step> = scenario.steps.iter().filter(|s| s.is_live()).collect();
+    let step_count = live_steps.len();
     let mut reached = 0;
-    for step in live_steps.iter().copied() {
+    for (index, step) in live_steps.iter().copied().enumerate() {
         let mut step_claims: Option<Vec<Claim>> = None;
+        // Interrupted between steps (during the backend's start or an install): stop here.
+        if crate::cleanup::is_interrupted() {
+            outcome.interrupted = Some(format!(
+                "the start of step {} of {step_count} ({}) after {:.1}s",
+                index + 1,
+                step.keyword(),
+                started.elapsed().as_secs_f64()
+            ));
+            outcome
+                .reasons
+                .push(format!("{}: not started: {INTERRUPTED}", step.keyword()));
+            break;
+        }
         if let Ok(mut s) = shared.lock() {
             s.step = step.keyword().to_string();
             let label = match step {
@@ -313,10 +349,18 @@ pub async fn run(
                 Step::SetMock(_) => "set_mock".into(),
                 other => other.keyword().to_string(),
             };
+            eprintln!(
+                "live: {} [helm {}] step {}/{step_count}: {label}",
+                scenario.name,
+                helm.number(),
+                index + 1
+            );
             s.markers.push((started.elapsed().as_secs_f64(), label));
         }
         let result: Result<String, String> = match step {
             Step::Install(_) => {
+                // Not interruptible: `helm install` (no --wait) takes seconds, and stopping
+                // half-way would leave a release nobody deletes on an existing cluster.
                 match install(env, &trigger_address, scenario, helm, &namespace).await {
                     Ok((h, guard, line)) => {
                         installed = Some((h, guard));
@@ -351,7 +395,7 @@ pub async fn run(
                 None => Err("seed before install".into()),
             },
             Step::ExpectReplicas(e) => {
-                expect_replicas(
+                unless_interrupted(expect_replicas(
                     env,
                     &oracle_base,
                     &client,
@@ -359,10 +403,10 @@ pub async fn run(
                     e,
                     &shared,
                     seeder.as_ref(),
-                )
+                ))
                 .await
             }
-            Step::ExpectFlapping(f) => expect_flapping(f, &shared).await,
+            Step::ExpectFlapping(f) => unless_interrupted(expect_flapping(f, &shared)).await,
             Step::SetMock(b) => match &mock {
                 Some(m) => {
                     m.set_behaviour(b.clone());
@@ -371,7 +415,7 @@ pub async fn run(
                 None => Err("set_mock needs `install: {metrics: mock}`".into()),
             },
             Step::Upgrade(u) => {
-                upgrade(
+                unless_interrupted(upgrade(
                     env,
                     &trigger_address,
                     scenario,
@@ -381,32 +425,47 @@ pub async fn run(
                     &client,
                     &target,
                     &oracle_base,
-                )
+                ))
                 .await
             }
             Step::ExpectRequests(e) => match &mock {
-                Some(m) => {
-                    let (result, claims) = expect_requests(m, &target, e).await;
-                    step_claims = Some(claims);
-                    result
-                }
+                Some(m) => tokio::select! {
+                    biased;
+                    () = crate::cleanup::interrupted() => Err(INTERRUPTED.to_string()),
+                    (result, claims) = expect_requests(m, &target, e) => {
+                        step_claims = Some(claims);
+                        result
+                    }
+                },
                 None => Err(
                     "expect_requests needs `install: {metrics: mock}` or `{metrics: proxy}`".into(),
                 ),
             },
-            Step::ExpectCondition(c) => expect_condition(&client, &target, c).await,
-            Step::ExpectEvent(e) => expect_event(&client, &target, e).await,
+            Step::ExpectCondition(c) => {
+                unless_interrupted(expect_condition(&client, &target, c)).await
+            }
+            Step::ExpectEvent(e) => unless_interrupted(expect_event(&client, &target, e)).await,
             Step::Wait(w) => {
-                tokio::time::sleep(w.duration.0).await;
-                Ok(format!("waited {:?}", w.duration.0))
+                unless_interrupted(async {
+                    tokio::time::sleep(w.duration.0).await;
+                    Ok(format!("waited {:?}", w.duration.0))
+                })
+                .await
             }
             Step::Render(_) => Ok(String::new()),
         };
         reached += 1;
+        let interrupted = matches!(&result, Err(r) if r == INTERRUPTED);
         outcome.claims.extend(step_claims.unwrap_or_else(|| {
             step.claims()
                 .into_iter()
-                .map(|c| Claim::from_result(c, &result))
+                .map(|c| {
+                    if interrupted {
+                        Claim::not_reached(c)
+                    } else {
+                        Claim::from_result(c, &result)
+                    }
+                })
                 .collect()
         }));
         match result {
@@ -414,6 +473,15 @@ pub async fn run(
                 .observations
                 .push(format!("{}: {line}", step.keyword())),
             Err(reason) => {
+                if reason == INTERRUPTED {
+                    let label = shared.lock().ok().and_then(|s| s.markers.last().cloned());
+                    outcome.interrupted = Some(format!(
+                        "step {} of {step_count} ({}) after {:.1}s",
+                        index + 1,
+                        label.map(|l| l.1).unwrap_or_else(|| step.keyword().into()),
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
                 outcome
                     .reasons
                     .push(format!("{}: {reason}", step.keyword()));
@@ -437,7 +505,9 @@ pub async fn run(
         .map(|s| s.latencies.clone())
         .unwrap_or_default();
     let dir = out_dir.join(format!("{}-helm{}", scenario.name, helm.number()));
-    let verdict = if outcome.reasons.is_empty() {
+    let verdict = if outcome.interrupted.is_some() {
+        "INTERRUPTED"
+    } else if outcome.reasons.is_empty() {
         "PASS"
     } else {
         "FAIL"
@@ -455,6 +525,12 @@ pub async fn run(
                 &format!("{} [helm {}]: {verdict}", scenario.name, helm.number()),
             ),
         );
+        if let Some(at) = &outcome.interrupted {
+            let _ = std::fs::write(
+                dir.join("interrupted.txt"),
+                format!("interrupted (SIGINT/SIGTERM) during {at}; the evidence here is what had been gathered by then\n"),
+            );
+        }
         if !outcome.reasons.is_empty() {
             write_evidence(
                 env, &backend, &client, &target, &namespace, render, &outcome, &dir,
@@ -470,19 +546,22 @@ pub async fn run(
     if let Some(m) = &mock {
         outcome.requests = keda_requests(m).iter().map(redacted).collect();
     }
+    // Interrupted: no `helm uninstall --wait`; deleting the namespace removes the release.
     if let Some((h, _guard)) = installed {
-        let _ = h.run(
-            &[
-                "uninstall".into(),
-                scenario.release.clone(),
-                "--namespace".into(),
-                namespace.clone(),
-                "--wait".into(),
-                "--timeout".into(),
-                "60s".into(),
-            ],
-            Some(&env.kubeconfig()),
-        );
+        if outcome.interrupted.is_none() {
+            let _ = h.run(
+                &[
+                    "uninstall".into(),
+                    scenario.release.clone(),
+                    "--namespace".into(),
+                    namespace.clone(),
+                    "--wait".into(),
+                    "--timeout".into(),
+                    "60s".into(),
+                ],
+                Some(&env.kubeconfig()),
+            );
+        }
         let ns_api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
             kube::Api::all(client.clone());
         let _ = ns_api.delete(&namespace, &Default::default()).await;

@@ -227,13 +227,16 @@ pub fn run_text(results: &[ScenarioResult], verbose: bool) -> String {
     let mut out = String::new();
     for r in results {
         let status = if r.passed { Status::Pass } else { Status::Fail };
-        let _ = writeln!(
-            out,
-            "{} {} ({:.1}s)",
-            paint.status(status),
-            r.name,
-            r.elapsed.as_secs_f64()
-        );
+        let interrupted = r.live.as_ref().and_then(|l| l.interrupted.as_deref());
+        let label = match interrupted {
+            Some(_) if paint.color => "\x1b[33;1mINTERRUPTED\x1b[0m".to_string(),
+            Some(_) => "INTERRUPTED".to_string(),
+            None => paint.status(status),
+        };
+        let _ = writeln!(out, "{label} {} ({:.1}s)", r.name, r.elapsed.as_secs_f64());
+        if let Some(at) = interrupted {
+            let _ = writeln!(out, "  - interrupted during {at}");
+        }
         for reason in &r.reasons {
             let _ = writeln!(out, "  - {reason}");
         }
@@ -269,7 +272,20 @@ pub fn run_text(results: &[ScenarioResult], verbose: bool) -> String {
         }
     }
     let passed = results.iter().filter(|r| r.passed).count();
-    let _ = writeln!(out, "{} passed, {} failed", passed, results.len() - passed);
+    let interrupted = results
+        .iter()
+        .filter(|r| r.live.as_ref().is_some_and(|l| l.interrupted.is_some()))
+        .count();
+    if interrupted > 0 {
+        let _ = writeln!(
+            out,
+            "run interrupted: {} passed, {} failed, {interrupted} interrupted (partial evidence written)",
+            passed,
+            results.len() - passed - interrupted
+        );
+    } else {
+        let _ = writeln!(out, "{} passed, {} failed", passed, results.len() - passed);
+    }
     run_redactor(results).apply(&out)
 }
 
@@ -327,13 +343,19 @@ pub fn run_json(results: &[ScenarioResult]) -> String {
         schema: &'static str,
         passed: usize,
         failed: usize,
+        interrupted: usize,
         scenarios: &'a [ScenarioResult],
     }
     let passed = results.iter().filter(|r| r.passed).count();
+    let interrupted = results
+        .iter()
+        .filter(|r| r.live.as_ref().is_some_and(|l| l.interrupted.is_some()))
+        .count();
     let text = serde_json::to_string_pretty(&Doc {
         schema: "keda-conformance/run/v1",
         passed,
-        failed: results.len() - passed,
+        failed: results.len() - passed - interrupted,
+        interrupted,
         scenarios: results,
     })
     .unwrap_or_default();

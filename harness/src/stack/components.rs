@@ -99,45 +99,26 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// Picks five distinct ports that are free on 127.0.0.1 right now, all held open at once
-    /// and then released for the components to bind.
-    ///
-    /// Ports come from outside the kernel's ephemeral range (`ip_local_port_range`), so the
-    /// components' own outgoing connections cannot take one between release and bind;
-    /// candidates are random, so clusters started side by side rarely try the same ones (a
-    /// clash that still happens is retried by [`crate::stack::ControlPlane::start`]).
+    /// Claims five distinct ports (see [`super::ports`]: outside the kernel's ephemeral range,
+    /// and claimed machine-wide so harness processes started side by side never pick the same
+    /// one). Hold the claims while the components run. A clash with a process that is not a
+    /// harness is still possible and is retried by [`crate::stack::ControlPlane::start`].
     ///
     /// # Errors
     /// When no free port is found after many tries.
-    pub fn reserve() -> std::io::Result<Self> {
-        let (low, high) = non_ephemeral_range();
-        let span = u64::from(high - low) + 1;
-        let mut listeners: Vec<std::net::TcpListener> = Vec::new();
-        let mut tries = 0;
-        while listeners.len() < 5 {
-            tries += 1;
-            if tries > 500 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    format!("no 5 free ports in {low}-{high} after 500 tries"),
-                ));
-            }
-            let port = low + (random() % span) as u16;
-            if let Ok(l) = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
-                listeners.push(l);
-            }
-        }
-        let p = listeners
-            .iter()
-            .map(|l| l.local_addr().map(|a| a.port()))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(Self {
-            etcd_client: p[0],
-            etcd_peer: p[1],
-            apiserver: p[2],
-            controller_manager: p[3],
-            scheduler: p[4],
-        })
+    pub fn reserve() -> std::io::Result<(Self, Vec<super::ports::PortClaim>)> {
+        let claims = super::ports::claim(5)?;
+        let p: Vec<u16> = claims.iter().map(super::ports::PortClaim::port).collect();
+        Ok((
+            Self {
+                etcd_client: p[0],
+                etcd_peer: p[1],
+                apiserver: p[2],
+                controller_manager: p[3],
+                scheduler: p[4],
+            },
+            claims,
+        ))
     }
 
     /// The apiserver URL.
@@ -148,48 +129,6 @@ impl Ports {
     /// etcd's client URL.
     pub fn etcd_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.etcd_client)
-    }
-}
-
-/// A random number from the standard library's per-process random hash keys.
-fn random() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0),
-    );
-    h.finish()
-}
-
-/// The largest port range outside `/proc/sys/net/ipv4/ip_local_port_range` (above 10000).
-fn non_ephemeral_range() -> (u16, u16) {
-    let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|t| {
-            let mut it = t.split_whitespace().filter_map(|n| n.parse::<u32>().ok());
-            Some((it.next()?, it.next()?))
-        })
-        .unwrap_or((32768, 60999));
-    pick_range(lo, hi)
-}
-
-fn pick_range(ephemeral_low: u32, ephemeral_high: u32) -> (u16, u16) {
-    let below = (10_000u32, ephemeral_low.saturating_sub(1));
-    let above = (ephemeral_high + 1, 65_535u32);
-    let size = |(a, b): (u32, u32)| b.saturating_sub(a);
-    let best = if size(below) >= size(above) {
-        below
-    } else {
-        above
-    };
-    if size(best) < 1000 {
-        // The ephemeral range covers nearly everything: take what it leaves anyway.
-        (10_000, 65_535)
-    } else {
-        (best.0 as u16, best.1 as u16)
     }
 }
 
@@ -364,8 +303,9 @@ mod tests {
     }
 
     #[test]
-    fn reserved_ports_are_distinct() {
-        let p = Ports::reserve().unwrap();
+    fn reserved_ports_are_distinct_and_outside_the_ephemeral_range() {
+        let (p, claims) = Ports::reserve().unwrap();
+        let (lo, hi) = crate::stack::ports::non_ephemeral_range();
         let mut all = vec![
             p.etcd_client,
             p.etcd_peer,
@@ -373,27 +313,13 @@ mod tests {
             p.controller_manager,
             p.scheduler,
         ];
+        for port in &all {
+            assert!((lo..=hi).contains(port), "{port} not in {lo}-{hi}");
+        }
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), 5);
-    }
-
-    #[test]
-    fn ports_avoid_the_ephemeral_range() {
-        assert_eq!(pick_range(32768, 60999), (10_000, 32767));
-        assert_eq!(pick_range(10000, 40000), (40001, 65535));
-        assert_eq!(pick_range(1024, 65535), (10_000, 65535));
-        let (lo, hi) = non_ephemeral_range();
-        let p = Ports::reserve().unwrap();
-        for port in [
-            p.etcd_client,
-            p.etcd_peer,
-            p.apiserver,
-            p.controller_manager,
-            p.scheduler,
-        ] {
-            assert!((lo..=hi).contains(&port), "{port} not in {lo}-{hi}");
-        }
+        assert_eq!(claims.len(), 5);
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct ControlPlane {
     timings: StartupTimings,
     client: kube::Client,
     processes: Vec<ManagedProcess>,
+    /// Held while the components run (see [`super::ports`]); dropped after them.
+    _port_claims: Vec<super::ports::PortClaim>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -140,7 +142,7 @@ impl ControlPlane {
         ] {
             private_dir(dir)?;
         }
-        let ports = Ports::reserve().map_err(StackError::Ports)?;
+        let (ports, port_claims) = Ports::reserve().map_err(StackError::Ports)?;
         let pki = Pki::generate(&layout.pki, components::SERVICE_IP)?;
         kubeconfig::write(&layout.kubeconfig, name, &ports.server(), &pki)?;
         kwok::write_config(&binaries.kwok_stages, &layout.kwok_config)?;
@@ -324,6 +326,7 @@ impl ControlPlane {
             timings,
             client,
             processes,
+            _port_claims: port_claims,
         })
     }
 

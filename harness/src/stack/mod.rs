@@ -11,6 +11,7 @@ pub mod error;
 pub mod kubeconfig;
 pub mod kwok;
 pub mod pki;
+pub mod ports;
 pub mod process;
 pub mod wait;
 

@@ -373,7 +373,7 @@ pub(super) fn bench_live(suite: Option<PathBuf>) -> Result<i32, InputError> {
     );
     println!(
         "{:<52} {:>8} {:>18} {:>9} {:>9} {:>6}",
-        "scenario", "verdict", "step", "latency", "floor", "ratio"
+        "scenario", "verdict", "step", "latency", "bound", "ratio"
     );
     let mut worst: f64 = 0.0;
     for r in &results {
@@ -390,7 +390,7 @@ pub(super) fn bench_live(suite: Option<PathBuf>) -> Result<i32, InputError> {
             );
         }
         for l in latencies {
-            let ratio = l.seconds / l.floor.max(0.001);
+            let ratio = l.seconds / l.bound.max(0.001);
             worst = worst.max(ratio);
             println!(
                 "{:<52} {:>8} {:>18} {:>8.1}s {:>8.1}s {:>5.2}x{}",
@@ -398,7 +398,7 @@ pub(super) fn bench_live(suite: Option<PathBuf>) -> Result<i32, InputError> {
                 verdict,
                 l.step,
                 l.seconds,
-                l.floor,
+                l.bound,
                 ratio,
                 if ratio > 1.3 { " over 1.3x" } else { "" }
             );
@@ -457,7 +457,7 @@ pub(super) fn soak(a: SoakArgs) -> Result<i32, InputError> {
             for (k, l) in r.live.iter().flat_map(|l| l.latencies.iter()).enumerate() {
                 let e = latencies
                     .entry((r.name.clone(), k))
-                    .or_insert_with(|| (l.step.clone(), l.floor, Vec::new()));
+                    .or_insert_with(|| (l.step.clone(), l.bound, Vec::new()));
                 e.2.push(l.seconds);
             }
             outcomes.entry(r.name.clone()).or_default().push((
@@ -505,9 +505,9 @@ pub(super) fn soak(a: SoakArgs) -> Result<i32, InputError> {
         println!("verdict latencies (expect_replicas: seconds until the count was reached)");
         println!(
             "{:<58} {:>18} {:>5} {:>8} {:>8} {:>8} {:>8}",
-            "scenario", "step", "n", "min s", "median s", "max s", "floor s"
+            "scenario", "step", "n", "min s", "median s", "max s", "bound s"
         );
-        for ((name, _), (step, floor, mut t)) in latencies {
+        for ((name, _), (step, bound, mut t)) in latencies {
             t.sort_by(|x, y| x.total_cmp(y));
             println!(
                 "{:<58} {:>18} {:>5} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
@@ -517,7 +517,7 @@ pub(super) fn soak(a: SoakArgs) -> Result<i32, InputError> {
                 t[0],
                 t[t.len() / 2],
                 t[t.len() - 1],
-                floor
+                bound
             );
         }
     }

@@ -259,8 +259,9 @@ pub enum BenchCommand {
         runs: u32,
     },
     /// Runs the live scenarios of a suite and prints each expect_replicas step's verdict
-    /// latency against its floor (pollingInterval + HPA sync period, plus the downscale
-    /// stabilization window when scaling down), and the suite's wall time.
+    /// latency against its bound (one HPA sync period, plus pollingInterval when activating
+    /// from 0 and the downscale stabilization window when scaling down), and the suite's wall
+    /// time.
     Live {
         /// A scenario file or a directory of them (default: suites/default).
         #[arg(long)]

@@ -34,7 +34,7 @@ pub struct LiveOutcome {
     pub timeline: Vec<Sample>,
     /// Where the evidence is.
     pub evidence_dir: Option<PathBuf>,
-    /// How long each `expect_replicas` took to converge, against its floor.
+    /// How long each `expect_replicas` took to converge, against its bound.
     pub latencies: Vec<StepLatency>,
     /// The ScaledObject's and HPA's state and the namespace's events at the end (what KEDA
     /// concluded).
@@ -69,9 +69,11 @@ pub struct StepLatency {
     pub step: String,
     /// Seconds from the step's start until the count was first reached (hold excluded).
     pub seconds: f64,
-    /// The floor: pollingInterval + the HPA sync period, plus the downscale stabilization
-    /// window when scaling down (the controller cannot be faster).
-    pub floor: f64,
+    /// The bound: how long a correct pipeline may need: one HPA sync period (the HPA reads
+    /// KEDA's metric each sync while replicas >= 1), plus pollingInterval when activating from
+    /// 0 (only KEDA's own poll activates), plus the downscale stabilization window when
+    /// scaling down.
+    pub bound: f64,
 }
 
 /// What the render tier says about the autoscaling under test.
@@ -969,8 +971,12 @@ async fn expect_replicas(
             (true, None) => converged_at = Some((Instant::now(), r.ready)),
             (true, Some((since, n))) if Instant::now().duration_since(since) >= hold => {
                 let down = initial.map(|i| n < i).unwrap_or(false);
-                let floor = target.polling
-                    + env.hpa.sync_period
+                let activating = initial == Some(0) && n > 0;
+                let bound = if activating {
+                    target.polling
+                } else {
+                    Duration::ZERO
+                } + env.hpa.sync_period
                     + if down {
                         env.hpa.downscale_stabilization
                     } else {
@@ -986,7 +992,7 @@ async fn expect_replicas(
                     s.latencies.push(StepLatency {
                         step,
                         seconds: since.duration_since(start).as_secs_f64(),
-                        floor: floor.as_secs_f64(),
+                        bound: bound.as_secs_f64(),
                     });
                 }
                 return Ok(format!(

@@ -204,7 +204,7 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
             };
             let check = if across {
                 format!(
-                    "upgrade across lineages from {} ({}) to {}",
+                    "upgrade from {} ({} -> {})",
                     prev_report.chart,
                     prev_lineage.clone().unwrap_or_default(),
                     chart_lineage.clone().unwrap_or_default()
@@ -252,6 +252,7 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
 
     // Suite scenarios of the same lineage run against the chart under qualification.
     let mut applicable: Vec<(String, Scenario)> = Vec::new();
+    let mut not_applicable: Vec<Row> = Vec::new();
     for suite in suites(&a) {
         let label = suite
             .file_name()
@@ -279,7 +280,7 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
                 applicable.push((check, s));
             } else {
                 for h in s.helm.iter().map(|h| h.0).filter(|h| helms.contains(h)) {
-                    rows.push(Row {
+                    not_applicable.push(Row {
                         check: check.clone(),
                         helm: h,
                         verdict: Verdict::NotApplicable,
@@ -351,15 +352,21 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
         }
     }
     let mut plan_rows = Vec::new();
-    for p in &plans {
-        eprintln!("qualify: {} [helm {}]", p.check, p.helm.number());
-        let outcome = ctx.runtime.block_on(crate::live::run::run(
-            &ctx.env,
-            &p.scenario,
-            p.helm,
-            &p.report,
-            &ctx.out_dir,
-        ));
+    // The derived runs are independent (own namespace, own backend): up to --parallel at once,
+    // reported in plan order.
+    let outcomes = {
+        use futures::StreamExt;
+        let ctx = &ctx;
+        ctx.runtime.block_on(
+            futures::stream::iter(plans.iter().map(|p| async move {
+                eprintln!("qualify: {} [helm {}]", p.check, p.helm.number());
+                crate::live::run::run(&ctx.env, &p.scenario, p.helm, &p.report, &ctx.out_dir).await
+            }))
+            .buffered(ctx.parallel.max(1))
+            .collect::<Vec<_>>(),
+        )
+    };
+    for (p, outcome) in plans.iter().zip(outcomes) {
         if outcome.lineage_upgrade.is_empty() {
             let detail = if outcome.reasons.is_empty() {
                 outcome
@@ -401,6 +408,8 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
     runtime.block_on(env.stop());
     suite_results?;
     rows.extend(plan_rows);
+    suite_rows.extend(not_applicable);
+    suite_rows.sort_by(|x, y| (&x.check, x.helm.number()).cmp(&(&y.check, y.helm.number())));
     rows.extend(suite_rows);
     summarise(&a, &rows)
 }

@@ -498,13 +498,27 @@ pub fn intended_headers(
     fn walk(v: &serde_json::Value, out: &mut Vec<crate::checks::ExpectedHeader>) {
         match v {
             serde_json::Value::Object(m) => {
-                if let Some(serde_json::Value::String(h)) = m.get("customHeaders") {
-                    if let Ok(map) = crate::keda::prometheus::parse_keda_map("customHeaders", h) {
-                        for (name, value) in map {
-                            if !out.iter().any(|x| x.name.eq_ignore_ascii_case(&name)) {
-                                out.push(crate::checks::ExpectedHeader { name, value });
-                            }
-                        }
+                // The string KEDA reads, or a YAML map a user wrote instead (what they meant
+                // is still plain, whatever the chart makes of it).
+                let pairs: Vec<(String, String)> = match m.get("customHeaders") {
+                    Some(serde_json::Value::String(h)) => {
+                        crate::keda::prometheus::parse_keda_map("customHeaders", h)
+                            .map(|map| map.into_iter().collect())
+                            .unwrap_or_default()
+                    }
+                    Some(serde_json::Value::Object(map)) => map
+                        .iter()
+                        .filter_map(|(k, v)| match v {
+                            serde_json::Value::String(s) => Some((k.clone(), s.clone())),
+                            serde_json::Value::Number(n) => Some((k.clone(), n.to_string())),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for (name, value) in pairs {
+                    if !out.iter().any(|x| x.name.eq_ignore_ascii_case(&name)) {
+                        out.push(crate::checks::ExpectedHeader { name, value });
                     }
                 }
                 m.values().for_each(|c| walk(c, out));

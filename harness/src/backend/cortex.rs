@@ -4,7 +4,6 @@
 
 use crate::stack::process::{ManagedProcess, ProcessSpec};
 use crate::stack::wait::{Probe, Wait};
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,10 +32,10 @@ pub enum BackendError {
     Wait(#[from] crate::stack::wait::WaitError),
 }
 
+/// Ports outside the ephemeral range: a port the kernel handed out with `bind(0)` can be
+/// taken by any outgoing connection before Cortex binds it (seen with runs in parallel).
 fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
+    crate::stack::components::free_port()
 }
 
 /// The Cortex configuration: single process, auth (tenancy) enabled, in-memory rings,

@@ -151,6 +151,26 @@ impl Ports {
     }
 }
 
+/// One port that is free on 127.0.0.1 now, chosen at random outside the kernel's ephemeral
+/// range (so no outgoing connection can take it before the process that needs it binds it).
+///
+/// # Errors
+/// When no free port is found after many tries.
+pub fn free_port() -> std::io::Result<u16> {
+    let (low, high) = non_ephemeral_range();
+    let span = u64::from(high - low) + 1;
+    for _ in 0..500 {
+        let port = low + (random() % span) as u16;
+        if let Ok(l) = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            return Ok(l.local_addr()?.port());
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("no free port in {low}-{high} after 500 tries"),
+    ))
+}
+
 /// A random number from the standard library's per-process random hash keys.
 fn random() -> u64 {
     use std::hash::{BuildHasher, Hasher};

@@ -207,3 +207,30 @@ fn an_upgrade_across_lineages_is_reported_from_the_cluster() {
         "{md}"
     );
 }
+
+#[test]
+fn a_previous_chart_of_another_lineage_without_its_values_is_bad_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, text) = qualify(
+        &[
+            "--chart",
+            "fixtures/charts/backend-worker-3x",
+            "-f",
+            "fixtures/values/backend-worker-live-tenant-a.yaml",
+            "--previous",
+            "fixtures/charts/compactor-1x",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("--previous")
+            && text.contains("renders no ScaledObject with the -f values")
+            && text.contains("-F/--previous-values"),
+        "{text}"
+    );
+    assert!(
+        !dir.path().join("summary.md").exists(),
+        "bad input stops before any run"
+    );
+}

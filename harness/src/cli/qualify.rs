@@ -182,6 +182,21 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
                 helm,
             })?;
             let prev_lineage = lineage(&prev_report);
+            if prev_lineage.is_none() {
+                return Err(InputError::in_flag(
+                    "--previous",
+                    format!(
+                        "{} renders no ScaledObject with {}",
+                        prev.display(),
+                        if a.previous_values.is_empty() {
+                            "the -f values"
+                        } else {
+                            "the --previous-values files"
+                        }
+                    ),
+                    "pass values that enable its autoscaling with -F/--previous-values (another lineage reads other keys, e.g. compactor.autoscaling.* in 1.x, backendWorker.autoscaling.* in 3.x)",
+                ));
+            }
             let across = match (&prev_lineage, &chart_lineage) {
                 (Some(p), Some(c)) => p != c,
                 _ => false,

@@ -5,7 +5,8 @@
 //! The sweep over every defect uses `--tier render` (seconds each): every defect in the
 //! catalogue is visible at render time. The live tier is proved on the good lineage-3 chart
 //! and on every defect in `every_defect_fails_live_too`, where repro also runs KEDA (a
-//! maintainer wants KEDA's own error besides the render check).
+//! maintainer wants KEDA's own error besides the render check: the 401 of a dropped tenant
+//! header, the ScaledObjectCheckFailed of a scale target that does not exist).
 
 use keda_conformance::scenario::{Scenario, Step};
 use std::path::{Path, PathBuf};
@@ -143,5 +144,21 @@ fn every_defect_fails_live_too() {
     for (s, failing) in &defects() {
         let (code, text) = repro(&s.chart, &s.values, &[], tmp.path());
         assert_names_defect(s, failing, code, &text);
+        // Live, the verdict also carries what KEDA itself concluded on the cluster.
+        if failing.iter().any(|c| c == "scaledobject.target") {
+            assert!(
+                text.contains("Ready=False ScaledObjectCheckFailed")
+                    && text.contains("doesn't have correct scaleTargetRef"),
+                "{}: KEDA's own error for a missing scale target:\n{text}",
+                s.name
+            );
+        }
+        if s.name == "compactor-drops-custom-headers" {
+            assert!(
+                text.contains("status: 401"),
+                "{}: KEDA's 401 without the tenant header:\n{text}",
+                s.name
+            );
+        }
     }
 }

@@ -231,6 +231,22 @@ pub async fn run(
             outcome
                 .reasons
                 .push(format!("cannot run the live steps: {e}"));
+            // A ScaledObject whose target is not rendered: install anyway, so the verdict
+            // carries KEDA's own conclusion next to the render check.
+            let so = manifests.iter().find(|m| m.is_keda("ScaledObject"));
+            let installs = scenario.steps.iter().any(|s| matches!(s, Step::Install(_)));
+            if let (Some(so), true, true) = (so, installs, e.contains("is not rendered")) {
+                keda_on_missing_target(
+                    env,
+                    scenario,
+                    helm,
+                    &namespace,
+                    render,
+                    &so.name,
+                    &mut outcome,
+                )
+                .await;
+            }
             return outcome;
         }
     };
@@ -513,6 +529,92 @@ pub async fn run(
     drop(mock);
     drop(backend);
     outcome
+}
+
+/// Installs a chart whose ScaledObject scales a workload the chart does not render, waits
+/// (up to 60 s) for KEDA to mark the ScaledObject not Ready, and records KEDA's condition and
+/// events as observations and its final state; then removes the release and namespace.
+async fn keda_on_missing_target(
+    env: &LiveEnv,
+    scenario: &Scenario,
+    helm: HelmMajor,
+    namespace: &str,
+    render: &RenderReport,
+    so_name: &str,
+    outcome: &mut LiveOutcome,
+) {
+    let client = env.client().clone();
+    let backend = match env.start_backend(namespace).await {
+        Ok(b) => b,
+        Err(e) => {
+            outcome
+                .reasons
+                .push(format!("cannot start the Mimir-API backend: {e}"));
+            return;
+        }
+    };
+    let (h, _guard) = match install(env, &backend.prometheus_url(), scenario, helm, namespace).await
+    {
+        Ok((h, guard, line)) => {
+            outcome.observations.push(format!("install: {line}"));
+            (h, guard)
+        }
+        Err(e) => {
+            outcome.reasons.push(format!("install: {e}"));
+            return;
+        }
+    };
+    let start = Instant::now();
+    let mut seen: Option<observe::Condition> = None;
+    while start.elapsed() < Duration::from_secs(60) {
+        let ready = observe::scaled_object(&client, namespace, so_name)
+            .await
+            .ok()
+            .flatten()
+            .map(|so| observe::scaled_object_conditions(&so))
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.type_ == "Ready" && c.status != "Unknown" && !c.status.is_empty());
+        if let Some(c) = ready {
+            seen = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    match seen {
+        Some(c) => outcome.observations.push(format!(
+            "KEDA: ScaledObject {so_name} Ready={} {}: {}",
+            c.status, c.reason, c.message
+        )),
+        None => outcome.observations.push(format!(
+            "KEDA: ScaledObject {so_name} has no Ready condition after 60s"
+        )),
+    }
+    let events = observe::events(&client, namespace)
+        .await
+        .unwrap_or_default();
+    for e in events.iter().filter(|e| e.type_ == "Warning").take(5) {
+        outcome.observations.push(format!(
+            "KEDA event: {} {} {}: {}",
+            e.object, e.type_, e.reason, e.message
+        ));
+    }
+    outcome.final_state = crate::report::redactor_for(&[render])
+        .apply(&observe::describe(&client, namespace, so_name).await);
+    let _ = h.run(
+        &[
+            "uninstall".into(),
+            scenario.release.clone(),
+            "--namespace".into(),
+            namespace.to_string(),
+            "--wait".into(),
+            "--timeout".into(),
+            "60s".into(),
+        ],
+        Some(&env.kubeconfig()),
+    );
+    let ns_api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+    let _ = ns_api.delete(namespace, &Default::default()).await;
 }
 
 /// Header the harness's own queries carry, so they are told apart from KEDA's at the mock.

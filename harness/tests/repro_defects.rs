@@ -6,7 +6,9 @@
 //! catalogue is visible at render time. The live tier is proved on the good lineage-3 chart
 //! and on every defect in `every_defect_fails_live_too`, where repro also runs KEDA (a
 //! maintainer wants KEDA's own error besides the render check: the 401 of a dropped tenant
-//! header, the ScaledObjectCheckFailed of a scale target that does not exist).
+//! header, the ScaledObjectCheckFailed of a scale target that does not exist, the HPA
+//! controller's AmbiguousSelector when the chart renders its own HPA too, the API server's
+//! schema rejection of unquoted metadata).
 
 use keda_conformance::scenario::{Scenario, Step};
 use std::path::{Path, PathBuf};
@@ -150,6 +152,20 @@ fn every_defect_fails_live_too() {
                 text.contains("Ready=False ScaledObjectCheckFailed")
                     && text.contains("doesn't have correct scaleTargetRef"),
                 "{}: KEDA's own error for a missing scale target:\n{text}",
+                s.name
+            );
+        }
+        if failing.iter().any(|c| c == "scaledobject.hpa-conflict") {
+            assert!(
+                text.contains("AmbiguousSelector") && text.contains("controlled by multiple HPAs"),
+                "{}: the HPA controller's refusal to act on two HPAs:\n{text}",
+                s.name
+            );
+        }
+        if failing.iter().any(|c| c == "keda.schema") {
+            assert!(
+                text.contains("must be of type string"),
+                "{}: the API server's rejection of the ScaledObject:\n{text}",
                 s.name
             );
         }

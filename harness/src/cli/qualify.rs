@@ -44,6 +44,18 @@ struct Plan {
     report: RenderReport,
 }
 
+/// A derived scenario before it is written: the chart the release starts from, its values,
+/// tenants and series, and where it upgrades to.
+struct Derived {
+    check: String,
+    chart: String,
+    values: Vec<String>,
+    tenants: Vec<String>,
+    metrics: Vec<crate::repro::TenantMetrics>,
+    upgrade: Option<UpgradeTo>,
+    report: RenderReport,
+}
+
 /// The lineage a rendering shows: the kind of workload its ScaledObject scales and that
 /// workload's component (its `app.kubernetes.io/component` label, else its name without the
 /// release prefix), e.g. `Deployment/compactor` (1.x) or `StatefulSet/backend-worker` (3.x).
@@ -160,15 +172,15 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
         };
         let (tenants, seed_tenants) = crate::repro::tenants_for(&[], &trigger, &expected);
         let metrics = default_metrics(&trigger, &seed_tenants);
-        let mut derived = vec![(
-            "live scaling".to_string(),
-            chart.clone(),
-            values.clone(),
+        let mut derived = vec![Derived {
+            check: "live scaling".to_string(),
+            chart: chart.clone(),
+            values: values.clone(),
             tenants,
-            metrics.clone(),
-            None,
-            report.clone(),
-        )];
+            metrics: metrics.clone(),
+            upgrade: None,
+            report: report.clone(),
+        }];
         if let Some(prev) = &a.previous {
             let prev_report = render::render(&RenderOptions {
                 chart: prev.clone(),
@@ -227,40 +239,38 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
             } else {
                 format!("upgrade from {}", prev_report.chart)
             };
-            derived.push((
+            derived.push(Derived {
                 check,
-                super::commands::absolute(prev),
-                absolute(&previous_values),
+                chart: super::commands::absolute(prev),
+                values: absolute(&previous_values),
                 tenants,
                 metrics,
-                Some(UpgradeTo {
+                upgrade: Some(UpgradeTo {
                     chart: chart.clone(),
                     values: (!a.previous_values.is_empty()).then(|| values.clone()),
                     across_lineages: across,
                 }),
-                prev_report,
-            ));
+                report: prev_report,
+            });
         }
-        for (i, (check, plan_chart, plan_values, tenants, metrics, upgrade, plan_report)) in
-            derived.into_iter().enumerate()
-        {
+        for (i, d) in derived.into_iter().enumerate() {
             let name = format!("qualify-{}-{i}", helm.number());
             let yaml = scenario_yaml_with_upgrade(
                 &name,
-                &plan_chart,
-                &plan_values,
+                &d.chart,
+                &d.values,
                 helm.number(),
-                &tenants,
-                &metrics,
-                upgrade.as_ref(),
+                &d.tenants,
+                &d.metrics,
+                d.upgrade.as_ref(),
             );
             let file = tmp.path().join(format!("{name}.yaml"));
             std::fs::write(&file, yaml).map_err(tmp_error)?;
             plans.push(Plan {
-                check,
+                check: d.check,
                 helm,
                 scenario: Scenario::load(&file)?,
-                report: plan_report,
+                report: d.report,
             });
         }
     }

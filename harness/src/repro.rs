@@ -251,6 +251,43 @@ pub fn scenario_yaml(
     scenario_yaml_with_upgrade(name, chart, values, helm, tenants, metrics, None)
 }
 
+/// Where a derived scenario upgrades to once the workload has scaled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeTo {
+    /// The chart to upgrade to (absolute path).
+    pub chart: String,
+    /// Values for the upgrade (default: the scenario's).
+    pub values: Option<Vec<String>>,
+    /// The new chart scales another workload (another lineage): the upgrade step itself
+    /// waits for the new workload and reports what became of the old objects, so no
+    /// same-workload expectations follow it.
+    pub across_lineages: bool,
+}
+
+/// Merges metrics per tenant (series of the same name are kept once, the first wins), so
+/// that the queries of two charts both find data.
+pub fn merge_metrics(a: Vec<TenantMetrics>, b: Vec<TenantMetrics>) -> Vec<TenantMetrics> {
+    let mut out = a;
+    for m in b {
+        match out.iter_mut().find(|x| x.tenant == m.tenant) {
+            Some(x) => {
+                for s in m.series {
+                    if !x.series.iter().any(|y| y.name == s.name) {
+                        x.series.push(s);
+                    }
+                }
+                for s in m.per_ready_pod {
+                    if !x.per_ready_pod.iter().any(|y| y.name == s.name) {
+                        x.per_ready_pod.push(s);
+                    }
+                }
+            }
+            None => out.push(m),
+        }
+    }
+    out
+}
+
 /// The derived scenario as YAML; with `upgrade_to`, the release is upgraded to that chart once
 /// it has scaled, and must keep scaling.
 pub fn scenario_yaml_with_upgrade(
@@ -260,7 +297,7 @@ pub fn scenario_yaml_with_upgrade(
     helm: u8,
     tenants: &[String],
     metrics: &[TenantMetrics],
-    upgrade_to: Option<&str>,
+    upgrade_to: Option<&UpgradeTo>,
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -309,11 +346,19 @@ pub fn scenario_yaml_with_upgrade(
     }
     let _ = writeln!(out, "  - expect_replicas: {{oracle: true, within: 60s}}");
     if let Some(next) = upgrade_to {
+        let values = next
+            .values
+            .as_ref()
+            .map(|v| format!(", values: {}", serde_json::to_string(v).unwrap_or_default()))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  - upgrade: {{chart: {}}}",
-            serde_json::to_string(next).unwrap_or_default()
+            "  - upgrade: {{chart: {}{values}}}",
+            serde_json::to_string(&next.chart).unwrap_or_default()
         );
+        if next.across_lineages {
+            return out;
+        }
         let _ = writeln!(out, "  - expect_replicas: {{oracle: true, within: 60s}}");
     }
     if let Some(t) = tenants.first() {
@@ -453,13 +498,27 @@ pub fn intended_headers(
     fn walk(v: &serde_json::Value, out: &mut Vec<crate::checks::ExpectedHeader>) {
         match v {
             serde_json::Value::Object(m) => {
-                if let Some(serde_json::Value::String(h)) = m.get("customHeaders") {
-                    if let Ok(map) = crate::keda::prometheus::parse_keda_map("customHeaders", h) {
-                        for (name, value) in map {
-                            if !out.iter().any(|x| x.name.eq_ignore_ascii_case(&name)) {
-                                out.push(crate::checks::ExpectedHeader { name, value });
-                            }
-                        }
+                // The string KEDA reads, or a YAML map a user wrote instead (what they meant
+                // is still plain, whatever the chart makes of it).
+                let pairs: Vec<(String, String)> = match m.get("customHeaders") {
+                    Some(serde_json::Value::String(h)) => {
+                        crate::keda::prometheus::parse_keda_map("customHeaders", h)
+                            .map(|map| map.into_iter().collect())
+                            .unwrap_or_default()
+                    }
+                    Some(serde_json::Value::Object(map)) => map
+                        .iter()
+                        .filter_map(|(k, v)| match v {
+                            serde_json::Value::String(s) => Some((k.clone(), s.clone())),
+                            serde_json::Value::Number(n) => Some((k.clone(), n.to_string())),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for (name, value) in pairs {
+                    if !out.iter().any(|x| x.name.eq_ignore_ascii_case(&name)) {
+                        out.push(crate::checks::ExpectedHeader { name, value });
                     }
                 }
                 m.values().for_each(|c| walk(c, out));

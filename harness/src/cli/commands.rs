@@ -58,7 +58,7 @@ pub(super) fn render(a: RenderArgs) -> Result<i32, InputError> {
 }
 
 /// The suites directory: `$KEDA_CONFORMANCE_SUITES`, `./suites`, or the checkout's.
-fn suites_dir() -> PathBuf {
+pub(super) fn suites_dir() -> PathBuf {
     if let Ok(d) = std::env::var("KEDA_CONFORMANCE_SUITES") {
         return PathBuf::from(d);
     }

@@ -184,6 +184,11 @@ pub struct ReproArgs {
     /// Write the derived scenario here (to add it to suites/ as a regression test).
     #[arg(long)]
     pub save_scenario: Option<PathBuf>,
+    /// `all` (default) renders and runs the derived scenario live, also after a render check
+    /// failed (KEDA's own error is evidence a maintainer wants); `render` stops after the
+    /// render checks (seconds, offline).
+    #[arg(long, value_enum, default_value = "all")]
+    pub tier: crate::engine::Tier,
 }
 
 /// Arguments of `qualify`.
@@ -192,12 +197,26 @@ pub struct QualifyArgs {
     /// The chart to release (directory or .tgz).
     #[arg(long)]
     pub chart: PathBuf,
-    /// The previous release of the chart, to test `helm upgrade` from.
+    /// The previous release of the chart, to test `helm upgrade` from. When it scales another
+    /// workload (another lineage, e.g. the 1.x compactor Deployment before the 3.x
+    /// backend-worker StatefulSet), the upgrade is reported across lineages.
     #[arg(long)]
     pub previous: Option<PathBuf>,
-    /// Values that enable the autoscaling under test (repeatable).
+    /// Values that enable the autoscaling under test in --chart (repeatable).
     #[arg(short = 'f', long = "values", required = true)]
     pub values: Vec<PathBuf>,
+    /// Values for --previous when its keys differ from --chart's (another lineage reads
+    /// compactor.autoscaling.* where 3.x reads backendWorker.autoscaling.*; repeatable;
+    /// default: the -f files).
+    #[arg(short = 'F', long = "previous-values", requires = "previous")]
+    pub previous_values: Vec<PathBuf>,
+    /// A suite whose scenarios run against --chart (repeatable; default: suites/default when
+    /// it exists). Scenarios of another lineage are reported as not applicable.
+    #[arg(long)]
+    pub suite: Vec<PathBuf>,
+    /// How many live scenarios run at once (each has its own namespace and backend).
+    #[arg(long, default_value_t = 3)]
+    pub parallel: usize,
     /// Only this Helm major (default: both).
     #[arg(long, value_parser = parse_helm)]
     pub helm: Option<HelmMajor>,

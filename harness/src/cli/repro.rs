@@ -77,6 +77,18 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
         })?;
         eprintln!("derived scenario written to {}", path.display());
     }
+    if a.tier == crate::engine::Tier::Render {
+        let passed = report.status() != Status::Fail;
+        let text =
+            crate::report::redactor_for(&[&report]).apply(&verdict_markdown(&report, None, passed));
+        print!("{text}");
+        println!("\nLive tier not run (`--tier render`); run without it to see what KEDA does with this chart.");
+        return Ok(if passed {
+            exit_code::PASS
+        } else {
+            exit_code::FAILED
+        });
+    }
     let manifests = crate::keda::manifest::split(&report.rendered).unwrap_or_default();
     let max = manifests
         .iter()

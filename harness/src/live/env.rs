@@ -126,14 +126,26 @@ impl LiveEnv {
     pub async fn start_backend(&self, label: &str) -> Result<MimirApiBackend, EnvError> {
         let run_dir = self.run_dir();
         let binary = toolchain::CORTEX.binary("cortex")?;
-        Ok(MimirApiBackend::start(
-            &binary,
-            &run_dir.join(format!("cortex-{label}")),
-            &run_dir.join(format!("logs/cortex-{label}.log")),
-            &run_dir.join(format!("pids/cortex-{label}.pid")),
-            Duration::from_secs(90),
-        )
-        .await?)
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let started = MimirApiBackend::start(
+                &binary,
+                &run_dir.join(format!("cortex-{label}")),
+                &run_dir.join(format!("logs/cortex-{label}.log")),
+                &run_dir.join(format!("pids/cortex-{label}.pid")),
+                Duration::from_secs(90),
+            )
+            .await;
+            match started {
+                // Harness processes never share a port (crate::stack::ports), but an unrelated
+                // program may bind one between our check and Cortex's bind: new ports.
+                Err(e) if attempt < 3 && e.to_string().contains("address already in use") => {
+                    continue
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// The admin kubeconfig (for the existing provider: the user's, narrowed to the chosen context).

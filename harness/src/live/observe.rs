@@ -259,3 +259,159 @@ pub async fn describe(client: &kube::Client, ns: &str, scaled_object_name: &str)
     }
     out
 }
+
+/// An object that scales a workload (a ScaledObject or an HPA), as observed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScalerRef {
+    /// The object's name.
+    pub name: String,
+    /// scaleTargetRef.kind (Deployment when a ScaledObject leaves it out).
+    pub target_kind: String,
+    /// scaleTargetRef.name.
+    pub target_name: String,
+}
+
+impl std::fmt::Display for ScalerRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} -> {}/{}",
+            self.name, self.target_kind, self.target_name
+        )
+    }
+}
+
+/// A Deployment or StatefulSet and its replica counts, as observed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkloadState {
+    /// Deployment or StatefulSet.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// Replica counts.
+    pub replicas: Replicas,
+}
+
+impl std::fmt::Display for WorkloadState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} ({} replicas, {} Ready)",
+            self.kind, self.name, self.replicas.spec, self.replicas.ready
+        )
+    }
+}
+
+/// The ScaledObjects, HPAs and workloads of a namespace at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ScalingSnapshot {
+    /// ScaledObjects.
+    pub scaled_objects: Vec<ScalerRef>,
+    /// HorizontalPodAutoscalers (KEDA's are named `keda-hpa-<ScaledObject>`).
+    pub hpas: Vec<ScalerRef>,
+    /// Deployments and StatefulSets.
+    pub workloads: Vec<WorkloadState>,
+}
+
+impl ScalingSnapshot {
+    /// True when a workload of this kind and name exists.
+    pub fn has_workload(&self, kind: &str, name: &str) -> bool {
+        self.workloads
+            .iter()
+            .any(|w| w.kind == kind && w.name == name)
+    }
+
+    /// ScaledObjects and HPAs whose target workload does not exist (orphans).
+    pub fn orphans(&self) -> Vec<String> {
+        let so = self
+            .scaled_objects
+            .iter()
+            .filter(|s| !self.has_workload(&s.target_kind, &s.target_name))
+            .map(|s| format!("ScaledObject {s}"));
+        let hpa = self
+            .hpas
+            .iter()
+            .filter(|s| !self.has_workload(&s.target_kind, &s.target_name))
+            .map(|s| format!("HPA {s}"));
+        so.chain(hpa).collect()
+    }
+
+    /// HPAs that target this workload.
+    pub fn hpas_for(&self, kind: &str, name: &str) -> Vec<&ScalerRef> {
+        self.hpas
+            .iter()
+            .filter(|h| h.target_kind == kind && h.target_name == name)
+            .collect()
+    }
+}
+
+/// Lists the ScaledObjects, HPAs, Deployments and StatefulSets of a namespace.
+///
+/// # Errors
+/// The first API error.
+pub async fn scaling_snapshot(
+    client: &kube::Client,
+    ns: &str,
+) -> Result<ScalingSnapshot, kube::Error> {
+    let lp = ListParams::default();
+    let mut snap = ScalingSnapshot::default();
+    for so in scaled_object_api(client, ns).list(&lp).await?.items {
+        let v = serde_json::to_value(&so).unwrap_or_default();
+        snap.scaled_objects.push(ScalerRef {
+            name: so.metadata.name.clone().unwrap_or_default(),
+            target_kind: v["spec"]["scaleTargetRef"]["kind"]
+                .as_str()
+                .unwrap_or("Deployment")
+                .to_string(),
+            target_name: v["spec"]["scaleTargetRef"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        });
+    }
+    for h in Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await?
+        .items
+    {
+        let target = h.spec.map(|s| s.scale_target_ref).unwrap_or_default();
+        snap.hpas.push(ScalerRef {
+            name: h.metadata.name.unwrap_or_default(),
+            target_kind: target.kind,
+            target_name: target.name,
+        });
+    }
+    for d in Api::<Deployment>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await?
+        .items
+    {
+        let st = d.status.unwrap_or_default();
+        snap.workloads.push(WorkloadState {
+            kind: "Deployment".into(),
+            name: d.metadata.name.unwrap_or_default(),
+            replicas: Replicas {
+                spec: d.spec.and_then(|x| x.replicas).unwrap_or(1),
+                status: st.replicas.unwrap_or(0),
+                ready: st.ready_replicas.unwrap_or(0),
+            },
+        });
+    }
+    for s in Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await?
+        .items
+    {
+        let st = s.status.unwrap_or_default();
+        snap.workloads.push(WorkloadState {
+            kind: "StatefulSet".into(),
+            name: s.metadata.name.unwrap_or_default(),
+            replicas: Replicas {
+                spec: s.spec.and_then(|x| x.replicas).unwrap_or(1),
+                status: st.replicas,
+                ready: st.ready_replicas.unwrap_or(0),
+            },
+        });
+    }
+    Ok(snap)
+}

@@ -437,6 +437,20 @@ pub fn verdict_markdown(
     } else {
         let _ = writeln!(out, "\n**Render checks that fail:**\n{}", failed.join("\n"));
     }
+    let warnings: Vec<String> = render
+        .verdict
+        .findings
+        .iter()
+        .filter(|f| f.status == Status::Warn)
+        .map(|f| format!("- **{}** {}: {}", f.check, f.subject, f.message))
+        .collect();
+    if !warnings.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n**Warnings** (not failures on their own; the live run shows whether they bite):\n{}",
+            warnings.join("\n")
+        );
+    }
     if let Some(l) = live {
         if let Some(first) = l.requests.first() {
             let headers: Vec<String> = first

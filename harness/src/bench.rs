@@ -3,7 +3,6 @@
 
 use crate::chart::helm::{Helm, HelmMajor, TemplateRequest};
 use crate::chart::source;
-use crate::checks::ExpectedHeader;
 use crate::error::InputError;
 use crate::render::{self, RenderOptions};
 use crate::scenario::{self, Step};
@@ -38,24 +37,7 @@ pub fn render(suite: &Path, runs: u32, helm: HelmMajor) -> Result<Vec<RenderRow>
         let Some(Step::Render(step)) = s.steps.first() else {
             continue;
         };
-        let opts = RenderOptions {
-            chart: s.chart.clone(),
-            version: s.version.clone(),
-            values_files: s.values.clone(),
-            sets: s.set.clone(),
-            release: s.release.clone(),
-            namespace: s.namespace.clone(),
-            expected_headers: step
-                .expect_headers
-                .iter()
-                .map(|(n, v)| ExpectedHeader {
-                    name: n.clone(),
-                    value: v.clone(),
-                })
-                .collect(),
-            expect_scaled_object: true,
-            helm,
-        };
+        let opts = RenderOptions::for_scenario(&s, step.expected_headers(), helm);
         let prepared = source::prepare(&s.chart, s.version.as_deref())?;
         let mut ours = Vec::new();
         let mut bare = Vec::new();

@@ -1,7 +1,7 @@
 //! Runs scenarios: each step of each scenario, for each Helm major it names, judged against
 //! the scenario's expectations.
 
-use crate::checks::{ExpectedHeader, Status};
+use crate::checks::Status;
 use crate::claim::Claim;
 use crate::error::InputError;
 use crate::render::{self, RenderOptions, RenderReport};
@@ -149,24 +149,7 @@ fn run_one(
     for step in &s.steps {
         match step {
             Step::Render(r) => {
-                let opts = RenderOptions {
-                    chart: s.chart.clone(),
-                    version: s.version.clone(),
-                    values_files: s.values.clone(),
-                    sets: s.set.clone(),
-                    release: s.release.clone(),
-                    namespace: s.namespace.clone(),
-                    expected_headers: r
-                        .expect_headers
-                        .iter()
-                        .map(|(n, v)| ExpectedHeader {
-                            name: n.clone(),
-                            value: v.clone(),
-                        })
-                        .collect(),
-                    expect_scaled_object: true,
-                    helm,
-                };
+                let opts = RenderOptions::for_scenario(s, r.expected_headers(), helm);
                 let report = render::render(&opts)?;
                 let mut failed: Vec<String> = report
                     .verdict

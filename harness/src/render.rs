@@ -37,6 +37,28 @@ pub struct RenderOptions {
     pub helm: HelmMajor,
 }
 
+impl RenderOptions {
+    /// The options a scenario's render step uses: its chart, version, values, `--set`s,
+    /// release and namespace, with `expected_headers` and `helm`.
+    pub fn for_scenario(
+        s: &crate::scenario::Scenario,
+        expected_headers: Vec<ExpectedHeader>,
+        helm: HelmMajor,
+    ) -> Self {
+        RenderOptions {
+            chart: s.chart.clone(),
+            version: s.version.clone(),
+            values_files: s.values.clone(),
+            sets: s.set.clone(),
+            release: s.release.clone(),
+            namespace: s.namespace.clone(),
+            expected_headers,
+            expect_scaled_object: true,
+            helm,
+        }
+    }
+}
+
 /// The outcome of one render.
 #[derive(Debug, Clone, Serialize)]
 pub struct RenderReport {

@@ -141,13 +141,7 @@ fn start_live(
                 "check the machine's thread limits",
             )
         })?;
-    std::fs::create_dir_all(&a.out).map_err(|e| {
-        InputError::in_flag(
-            "--out",
-            format!("cannot create {}: {e}", a.out.display()),
-            "pass a writable directory",
-        )
-    })?;
+    create_out_dir(&a.out)?;
     let env = match a.provider {
         crate::provider::ProviderKind::Kind => {
             crate::provider::kind::require_docker()?;
@@ -641,4 +635,18 @@ impl RunArgs {
             hpa_downscale_stabilization: None,
         }
     }
+}
+
+/// Creates the `--out` directory (and its parents).
+///
+/// # Errors
+/// An [`InputError`] naming `--out` when it cannot be created.
+pub(super) fn create_out_dir(dir: &std::path::Path) -> Result<(), InputError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        InputError::in_flag(
+            "--out",
+            format!("cannot create {}: {e}", dir.display()),
+            "pass a writable directory",
+        )
+    })
 }

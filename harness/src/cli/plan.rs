@@ -3,7 +3,6 @@
 //! and everything deleted afterwards.
 
 use super::RunArgs;
-use crate::checks::ExpectedHeader;
 use crate::engine::Tier;
 use crate::error::InputError;
 use crate::provider::ProviderKind;
@@ -72,28 +71,11 @@ pub fn plan(scenarios: &[Scenario], a: &RunArgs) -> Result<String, InputError> {
                 continue;
             }
             let _ = writeln!(out, "\nscenario {} [helm {}]", s.name, helm.0.number());
-            let expected: Vec<ExpectedHeader> = match s.steps.first() {
-                Some(Step::Render(r)) => r
-                    .expect_headers
-                    .iter()
-                    .map(|(n, v)| ExpectedHeader {
-                        name: n.clone(),
-                        value: v.clone(),
-                    })
-                    .collect(),
+            let expected = match s.steps.first() {
+                Some(Step::Render(r)) => r.expected_headers(),
                 _ => Vec::new(),
             };
-            let report = render::render(&RenderOptions {
-                chart: s.chart.clone(),
-                version: s.version.clone(),
-                values_files: s.values.clone(),
-                sets: s.set.clone(),
-                release: s.release.clone(),
-                namespace: s.namespace.clone(),
-                expected_headers: expected,
-                expect_scaled_object: true,
-                helm: helm.0,
-            })?;
+            let report = render::render(&RenderOptions::for_scenario(s, expected, helm.0))?;
             let _ = writeln!(out, "  chart: {} from {}", report.chart, s.chart.display());
             for f in &s.values {
                 let _ = writeln!(out, "  values: {}", f.display());

@@ -285,17 +285,7 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
             .unwrap_or_else(|| suite.display().to_string());
         for s in crate::scenario::load_suite(&suite)? {
             let helm = s.helm.first().map(|h| h.0).unwrap_or(HelmMajor::V3);
-            let own = render::render(&RenderOptions {
-                chart: s.chart.clone(),
-                version: s.version.clone(),
-                values_files: s.values.clone(),
-                sets: s.set.clone(),
-                release: s.release.clone(),
-                namespace: s.namespace.clone(),
-                expected_headers: Vec::new(),
-                expect_scaled_object: true,
-                helm,
-            })?;
+            let own = render::render(&RenderOptions::for_scenario(&s, Vec::new(), helm))?;
             let scenario_lineage = lineage(&own);
             let check = format!("{label}/{}", s.name);
             if scenario_lineage.is_some() && scenario_lineage == chart_lineage {
@@ -330,13 +320,7 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
         .chain([5])
         .max()
         .unwrap_or(5);
-    std::fs::create_dir_all(&a.out).map_err(|e| {
-        InputError::in_flag(
-            "--out",
-            format!("cannot create {}: {e}", a.out.display()),
-            "pass a writable directory",
-        )
-    })?;
+    super::commands::create_out_dir(&a.out)?;
     let (runtime, env) = super::commands::local_live("qualify", nodes)?;
     let ctx = crate::engine::LiveContext {
         runtime,

@@ -97,13 +97,7 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
         .unwrap_or(5);
     let nodes = (max as u32).clamp(3, 10);
     let (runtime, env) = super::commands::local_live("repro", nodes)?;
-    std::fs::create_dir_all(&a.out).map_err(|e| {
-        InputError::in_flag(
-            "--out",
-            format!("cannot create {}: {e}", a.out.display()),
-            "pass a writable directory",
-        )
-    })?;
+    super::commands::create_out_dir(&a.out)?;
     let outcome = runtime.block_on(crate::live::run::run(
         &env, &scenario, a.helm, &report, &a.out,
     ));

@@ -618,23 +618,8 @@ pub async fn run(
     }
     // Interrupted: no `helm uninstall --wait`; deleting the namespace removes the release.
     if let Some((h, _guard)) = installed {
-        if outcome.interrupted.is_none() {
-            let _ = h.run(
-                &[
-                    "uninstall".into(),
-                    scenario.release.clone(),
-                    "--namespace".into(),
-                    namespace.clone(),
-                    "--wait".into(),
-                    "--timeout".into(),
-                    "60s".into(),
-                ],
-                Some(&env.kubeconfig()),
-            );
-        }
-        let ns_api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
-            kube::Api::all(client.clone());
-        let _ = ns_api.delete(&namespace, &Default::default()).await;
+        let wait = outcome.interrupted.is_none();
+        remove_release(env, &h, &client, &scenario.release, &namespace, wait).await;
     }
     if let (Some(m), Some(dir)) = (&mock, &outcome.evidence_dir) {
         let redactor = crate::report::redactor_for(&[render]);
@@ -719,18 +704,33 @@ async fn keda_on_missing_target(
     }
     outcome.final_state = crate::report::redactor_for(&[render])
         .apply(&observe::describe(&client, namespace, so_name).await);
-    let _ = h.run(
-        &[
-            "uninstall".into(),
-            scenario.release.clone(),
-            "--namespace".into(),
-            namespace.to_string(),
-            "--wait".into(),
-            "--timeout".into(),
-            "60s".into(),
-        ],
-        Some(&env.kubeconfig()),
-    );
+    remove_release(env, &h, &client, &scenario.release, namespace, true).await;
+}
+
+/// Uninstalls the release (waiting up to a minute when `wait`) and deletes its namespace,
+/// which removes whatever the uninstall left.
+async fn remove_release(
+    env: &LiveEnv,
+    helm: &Helm,
+    client: &kube::Client,
+    release: &str,
+    namespace: &str,
+    wait: bool,
+) {
+    if wait {
+        let _ = helm.run(
+            &[
+                "uninstall".into(),
+                release.to_string(),
+                "--namespace".into(),
+                namespace.to_string(),
+                "--wait".into(),
+                "--timeout".into(),
+                "60s".into(),
+            ],
+            Some(&env.kubeconfig()),
+        );
+    }
     let ns_api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
     let _ = ns_api.delete(namespace, &Default::default()).await;
 }

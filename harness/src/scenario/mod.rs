@@ -458,6 +458,19 @@ pub struct RenderStep {
     pub failing_checks: Vec<String>,
 }
 
+impl RenderStep {
+    /// The expected headers as the render checks take them.
+    pub fn expected_headers(&self) -> Vec<crate::checks::ExpectedHeader> {
+        self.expect_headers
+            .iter()
+            .map(|(n, v)| crate::checks::ExpectedHeader {
+                name: n.clone(),
+                value: v.clone(),
+            })
+            .collect()
+    }
+}
+
 /// An expected scale target.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

@@ -262,6 +262,9 @@ pub struct UpgradeTo {
     /// waits for the new workload and reports what became of the old objects, so no
     /// same-workload expectations follow it.
     pub across_lineages: bool,
+    /// The running release's pollingInterval in seconds: across the upgrade KEDA must keep
+    /// querying with no gap longer than this.
+    pub polling_seconds: u64,
 }
 
 /// Merges metrics per tenant (series of the same name are kept once, the first wins), so
@@ -362,9 +365,14 @@ pub fn scenario_yaml_with_upgrade(
         let _ = writeln!(out, "  - expect_replicas: {{oracle: true, within: 60s}}");
     }
     if let Some(t) = tenants.first() {
+        // After an upgrade: every request before and after it kept the header, and scaling
+        // continued without a gap beyond one polling interval.
+        let gap = upgrade_to
+            .map(|u| format!(", max_interval: {}s", u.polling_seconds))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  - expect_requests: {{headers: {{X-Scope-OrgID: {}}}}}",
+            "  - expect_requests: {{headers: {{X-Scope-OrgID: {}}}{gap}}}",
             serde_json::to_string(t).unwrap_or_default()
         );
     }

@@ -249,6 +249,7 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
                     chart: chart.clone(),
                     values: (!a.previous_values.is_empty()).then(|| values.clone()),
                     across_lineages: across,
+                    polling_seconds: polling_seconds(&prev_report),
                 }),
                 report: prev_report,
             });
@@ -533,6 +534,20 @@ fn summarise(a: &QualifyArgs, rows: &[Row]) -> Result<i32, InputError> {
     } else {
         exit_code::FAILED
     })
+}
+
+/// The pollingInterval (seconds) of the first rendered ScaledObject; KEDA's default is 30.
+fn polling_seconds(report: &render::RenderReport) -> u64 {
+    crate::keda::manifest::split(&report.rendered)
+        .unwrap_or_default()
+        .iter()
+        .find(|m| m.is_keda("ScaledObject"))
+        .and_then(|so| {
+            let v = &so.body["spec"]["pollingInterval"];
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
+        .unwrap_or(30)
 }
 
 #[cfg(test)]

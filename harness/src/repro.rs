@@ -433,25 +433,22 @@ pub fn verdict_markdown(
             }
         );
     }
-    let failed: Vec<String> = render
-        .verdict
-        .findings
-        .iter()
-        .filter(|f| f.status == Status::Fail)
-        .map(|f| format!("- **{}** {}: {}", f.check, f.subject, f.message))
-        .collect();
+    let findings = |status: Status| -> Vec<String> {
+        render
+            .verdict
+            .findings
+            .iter()
+            .filter(|f| f.status == status)
+            .map(|f| format!("- **{}** {}: {}", f.check, f.subject, f.message))
+            .collect()
+    };
+    let failed = findings(Status::Fail);
     if failed.is_empty() {
         let _ = writeln!(out, "- every render check passes");
     } else {
         let _ = writeln!(out, "\n**Render checks that fail:**\n{}", failed.join("\n"));
     }
-    let warnings: Vec<String> = render
-        .verdict
-        .findings
-        .iter()
-        .filter(|f| f.status == Status::Warn)
-        .map(|f| format!("- **{}** {}: {}", f.check, f.subject, f.message))
-        .collect();
+    let warnings = findings(Status::Warn);
     if !warnings.is_empty() {
         let _ = writeln!(
             out,

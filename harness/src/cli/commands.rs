@@ -200,21 +200,7 @@ fn start_live(
         }
         crate::provider::ProviderKind::Local => {
             let name = format!("run-{}", std::process::id());
-            eprintln!("starting the live tier: local provider, {nodes} nodes, KEDA {}, Mimir-API backend Cortex {}", toolchain::KEDA.version(), toolchain::CORTEX.version());
-            runtime
-                .block_on(crate::live::env::LiveEnv::start_local(
-                    &name,
-                    nodes,
-                    a.keep,
-                    &|line| eprintln!("  {line}"),
-                ))
-                .map_err(|e| {
-                    InputError::in_environment(
-                        "live tier",
-                        e.to_string(),
-                        "run `scripts/setup-stack.sh`; see the component log named above",
-                    )
-                })?
+            start_local_env(&runtime, &name, nodes, a.keep)?
         }
     };
     Ok(engine::LiveContext {
@@ -574,6 +560,33 @@ fn run_suite_once(
     results
 }
 
+/// Starts the local live environment (cluster, KEDA) named `name`, relaying its progress.
+///
+/// # Errors
+/// An [`InputError`] pointing at `scripts/setup-stack.sh` and the component's log.
+fn start_local_env(
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    nodes: u32,
+    keep: bool,
+) -> Result<crate::live::env::LiveEnv, InputError> {
+    eprintln!("starting the live tier: local provider, {nodes} nodes, KEDA {}, Mimir-API backend Cortex {}", toolchain::KEDA.version(), toolchain::CORTEX.version());
+    runtime
+        .block_on(crate::live::env::LiveEnv::start_local(
+            name,
+            nodes,
+            keep,
+            &|line| eprintln!("  {line}"),
+        ))
+        .map_err(|e| {
+            InputError::in_environment(
+                "live tier",
+                e.to_string(),
+                "run `scripts/setup-stack.sh`; see the component log named above",
+            )
+        })
+}
+
 /// A runtime and a local live environment (cluster, KEDA) for commands that run derived
 /// scenarios (`repro`, `qualify`).
 pub(super) fn local_live(
@@ -587,21 +600,12 @@ pub(super) fn local_live(
         .map_err(|e| {
             InputError::in_environment("tokio runtime", e.to_string(), "check thread limits")
         })?;
-    eprintln!("starting the live tier: local provider, {nodes} nodes, KEDA {}, Mimir-API backend Cortex {}", toolchain::KEDA.version(), toolchain::CORTEX.version());
-    let env = runtime
-        .block_on(crate::live::env::LiveEnv::start_local(
-            &format!("{name}-{}", std::process::id()),
-            nodes,
-            false,
-            &|line| eprintln!("  {line}"),
-        ))
-        .map_err(|e| {
-            InputError::in_environment(
-                "live tier",
-                e.to_string(),
-                "run `scripts/setup-stack.sh`; see the component log named above",
-            )
-        })?;
+    let env = start_local_env(
+        &runtime,
+        &format!("{name}-{}", std::process::id()),
+        nodes,
+        false,
+    )?;
     Ok((runtime, env))
 }
 

@@ -44,15 +44,21 @@ if [ ! -f "$stages/.complete" ]; then
   dir=$(cd "$here/go/kwok" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
   src="$dir/kustomize/stage"
   [ -d "$src" ] || { echo "setup-stack: kwok module has no kustomize/stage at $dir" >&2; exit 2; }
-  rm -rf "$stages.tmp"
-  mkdir -p "$stages.tmp"
+  # A temporary directory of this process's own: two setups at once must not share one.
+  tmp="$stages.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
   for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
            pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
-    [ -f "$src/$f" ] || { echo "setup-stack: kwok $kwok_version has no stage $f" >&2; exit 2; }
-    cp "$src/$f" "$stages.tmp/"
+    [ -f "$src/$f" ] || { rm -rf "$tmp"; echo "setup-stack: kwok $kwok_version has no stage $f" >&2; exit 2; }
+    cp "$src/$f" "$tmp/"
   done
-  chmod -R u+w "$stages.tmp"
-  touch "$stages.tmp/.complete"
-  rm -rf "$stages"; mv "$stages.tmp" "$stages"
+  chmod -R u+w "$tmp"
+  touch "$tmp/.complete"
+  if [ ! -f "$stages/.complete" ]; then
+    rm -rf "$stages"; mv "$tmp" "$stages"
+  else
+    rm -rf "$tmp"
+  fi
 fi
 echo "setup-stack: ready in $(( $(date +%s) - start ))s (cache: $cache_root)" >&2

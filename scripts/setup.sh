@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs or builds everything keda-conformance needs, into ~/.cache/keda-conformance/
 # (override with KEDA_CONFORMANCE_CACHE), keyed by version; a warm cache does nothing.
-#   scripts/setup.sh           render tier: Helm 3 and 4, KEDA CRDs, cargo-nextest
+#   scripts/setup.sh           render tier: Helm 3 and 4, KEDA CRDs
 #   scripts/setup.sh --stack   also the `local` provider's stack (scripts/setup-stack.sh)
+#   scripts/setup.sh --tests   also what only the tests use: the KEDA reference program (the
+#                              differential parser test) and cargo-nextest (may follow --stack)
 # Exit codes: 0 ready, 2 something could not be installed (the message says what).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,8 +25,20 @@ h4=$!
 wait $h3 || { echo "setup: building helm3 failed" >&2; exit 2; }
 wait $h4 || { echo "setup: building helm4 failed" >&2; exit 2; }
 
+stack=0
+tests=0
+for arg in "$@"; do
+  case "$arg" in
+    --stack) stack=1 ;;
+    --tests) tests=1 ;;
+    *) echo "setup: unknown argument $arg (use --stack and/or --tests)" >&2; exit 2 ;;
+  esac
+done
+
 # KEDA's own prometheus scaler as a reference program for the differential parser test.
-"$here/build-component.sh" keda-reference >/dev/null || { echo "setup: building keda-reference failed" >&2; exit 2; }
+if [ "$tests" = 1 ]; then
+  "$here/build-component.sh" keda-reference >/dev/null || { echo "setup: building keda-reference failed" >&2; exit 2; }
+fi
 
 # KEDA's CRDs from the pinned KEDA Go module (only that module's zip is fetched).
 keda_version=v2.20.2
@@ -33,14 +47,21 @@ if [ ! -f "$crds/keda.sh_scaledobjects.yaml" ]; then
   echo "setup: fetching KEDA $keda_version CRDs from the Go module proxy" >&2
   dir=$(cd "$here/go/helm3" && GOFLAGS=-mod=mod go mod download -json "github.com/kedacore/keda/v2@$keda_version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
   [ -d "$dir/config/crd/bases" ] || { echo "setup: KEDA module has no config/crd/bases at $dir" >&2; exit 2; }
-  mkdir -p "$crds.tmp"
-  cp "$dir"/config/crd/bases/*.yaml "$crds.tmp/"
-  chmod -R u+w "$crds.tmp"
-  rm -rf "$crds"; mv "$crds.tmp" "$crds"
+  # A temporary directory of this process's own: two setups at once must not share one.
+  tmp="$crds.tmp.$$"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  cp "$dir"/config/crd/bases/*.yaml "$tmp/"
+  chmod -R u+w "$tmp"
+  if [ ! -f "$crds/keda.sh_scaledobjects.yaml" ]; then
+    rm -rf "$crds"; mv "$tmp" "$crds"
+  else
+    rm -rf "$tmp"
+  fi
 fi
 
-# cargo-nextest, built from crates.io at a pinned version.
+# cargo-nextest, built from crates.io at a pinned version (the tests' runner).
 nextest_version=0.9.128
+if [ "$tests" = 1 ]; then
 nextest_root="$cache_root/cargo-nextest-$nextest_version"
 if [ ! -x "$nextest_root/bin/cargo-nextest" ]; then
   echo "setup: building cargo-nextest $nextest_version (a few minutes, once)" >&2
@@ -48,7 +69,8 @@ if [ ! -x "$nextest_root/bin/cargo-nextest" ]; then
   rm -rf "$nextest_root"; mv "$nextest_root.tmp" "$nextest_root"
 fi
 ln -sf "$nextest_root/bin/cargo-nextest" "$cache_root/bin/cargo-nextest"
-if [ "${1:-}" = "--stack" ]; then
+fi
+if [ "$stack" = 1 ]; then
   "$here/setup-stack.sh"
 fi
 echo "setup: ready (cache: $cache_root)" >&2

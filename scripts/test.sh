@@ -6,10 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/.."
 cache_root=${KEDA_CONFORMANCE_CACHE:-$HOME/.cache/keda-conformance}
-"$here/setup.sh"
-if [ -x "$here/setup-stack.sh" ]; then
-  "$here/setup-stack.sh"
-fi
+"$here/setup.sh" --stack --tests
 export PATH="$cache_root/bin:$PATH"
 profile=default
 if [ -n "${CI:-}" ]; then profile=ci; fi

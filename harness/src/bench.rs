@@ -49,6 +49,7 @@ pub fn render(suite: &Path, runs: u32, helm: HelmMajor) -> Result<Vec<RenderRow>
                 namespace: &s.namespace,
                 values_files: &s.values,
                 sets: &s.set,
+                capabilities: &opts.capabilities,
             });
             bare.push(t.elapsed());
             let t = Instant::now();

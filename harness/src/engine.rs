@@ -149,7 +149,12 @@ fn run_one(
     for step in &s.steps {
         match step {
             Step::Render(r) => {
-                let opts = RenderOptions::for_scenario(s, r.expected_headers(), helm);
+                let mut opts = RenderOptions::for_scenario(s, r.expected_headers(), helm);
+                // With a cluster, render with what it serves, as the install will.
+                if let Some(caps) = live.and_then(|l| l.runtime.block_on(l.env.capabilities()).ok())
+                {
+                    opts.capabilities = caps.clone();
+                }
                 let report = render::render(&opts)?;
                 let mut failed: Vec<String> = report
                     .verdict

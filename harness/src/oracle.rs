@@ -80,9 +80,83 @@ pub enum Settlement {
     Cycle(Vec<u32>),
 }
 
+/// How long the HPA may hold back a change in one direction, read from the behavior a
+/// ScaledObject gives its HPA (`spec.advanced.horizontalPodAutoscalerConfig.behavior`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DirectionDelay {
+    /// The stabilization window (`None`: not set, the controller's default applies).
+    pub stabilization: Option<std::time::Duration>,
+    /// An upper bound on the time the scaling policies take to cover the whole replica range
+    /// (zero without policies: the defaults act within a sync or two).
+    pub policies: std::time::Duration,
+    /// `selectPolicy: Disabled`: the HPA never scales in this direction.
+    pub disabled: bool,
+}
+
+/// The delay the behavior imposes on `direction` (`scaleUp` or `scaleDown`) over a range of
+/// `span` replicas. Conservative: a Percent policy is counted as one pod per period, so the
+/// bound may exceed the real time but never falls short of it.
+pub fn direction_delay(behavior: &serde_json::Value, direction: &str, span: u32) -> DirectionDelay {
+    let rules = &behavior[direction];
+    let secs = |v: &serde_json::Value| {
+        v.as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    };
+    let stabilization =
+        secs(&rules["stabilizationWindowSeconds"]).map(std::time::Duration::from_secs);
+    let select = rules["selectPolicy"].as_str().unwrap_or("Max");
+    let per_policy: Vec<u64> = rules["policies"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| {
+                    let period = secs(&p["periodSeconds"])?.max(1);
+                    let pods = match p["type"].as_str() {
+                        Some("Pods") => secs(&p["value"]).unwrap_or(1).max(1),
+                        _ => 1,
+                    };
+                    Some(u64::from(span).div_ceil(pods) * period)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // Max (the default) lets the most generous policy act: the fastest bound holds; Min lets
+    // the most restrictive one act: the slowest bound holds.
+    let policies = match select {
+        "Min" => per_policy.iter().max(),
+        _ => per_policy.iter().min(),
+    }
+    .copied()
+    .unwrap_or(0);
+    DirectionDelay {
+        stabilization,
+        policies: std::time::Duration::from_secs(policies),
+        disabled: select == "Disabled",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn behavior_delays_come_from_the_scaled_object() {
+        let b = serde_json::json!({
+            "scaleDown": {"stabilizationWindowSeconds": 300, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
+            "scaleUp": {"selectPolicy": "Disabled"}
+        });
+        let down = direction_delay(&b, "scaleDown", 4);
+        assert_eq!(
+            down.stabilization,
+            Some(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(down.policies, std::time::Duration::from_secs(240));
+        assert!(!down.disabled);
+        assert!(direction_delay(&b, "scaleUp", 4).disabled);
+        let none = direction_delay(&serde_json::Value::Null, "scaleUp", 4);
+        assert_eq!(none.stabilization, None);
+        assert_eq!(none.policies, std::time::Duration::ZERO);
+    }
 
     fn model(metric_type: MetricType) -> HpaModel {
         HpaModel {

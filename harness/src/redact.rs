@@ -31,14 +31,22 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// Adds a secret value (values shorter than 4 characters are ignored to avoid noise).
+    /// Adds a secret value (values shorter than 4 characters are ignored to avoid noise),
+    /// with every form an output may give it: escaped for JSON, XML and Rust's `{:?}`, URL-
+    /// encoded, and base64. Whichever sink escapes the text, before or after redaction, the
+    /// secret does not get through in another spelling.
     pub fn add(&mut self, secret: &str) {
         let s = secret.trim();
-        if s.len() >= 4 && !self.secrets.iter().any(|x| x == s) {
-            self.secrets.push(s.to_string());
-            // Longest first, so a secret containing another is replaced whole.
-            self.secrets.sort_by_key(|x| std::cmp::Reverse(x.len()));
+        if s.len() < 4 {
+            return;
         }
+        for form in spellings(s) {
+            if !self.secrets.contains(&form) {
+                self.secrets.push(form);
+            }
+        }
+        // Longest first, so a secret containing another is replaced whole.
+        self.secrets.sort_by_key(|x| std::cmp::Reverse(x.len()));
     }
 
     /// Adds the value of a header when its name is sensitive, and the credential part of
@@ -91,6 +99,22 @@ impl Redactor {
         }
     }
 
+    /// Redacts every string in a JSON document in place, before it is serialized (so before
+    /// JSON escapes anything).
+    pub fn apply_json(&self, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) => {
+                let red = self.apply(s);
+                if red != *s {
+                    *s = red;
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.apply_json(v)),
+            serde_json::Value::Object(map) => map.values_mut().for_each(|v| self.apply_json(v)),
+            _ => {}
+        }
+    }
+
     /// The text with every known secret replaced.
     pub fn apply(&self, text: &str) -> String {
         let mut out = text.to_string();
@@ -103,25 +127,44 @@ impl Redactor {
     }
 }
 
+/// A secret and the ways outputs spell it.
+fn spellings(s: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let inner = |quoted: String| {
+        quoted
+            .strip_prefix('"')
+            .and_then(|q| q.strip_suffix('"'))
+            .map(str::to_string)
+            .unwrap_or(quoted)
+    };
+    let xml = s
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;");
+    let mut forms = vec![
+        s.to_string(),
+        inner(serde_json::to_string(s).unwrap_or_default()),
+        inner(format!("{s:?}")),
+        xml.clone(),
+        xml.replace("&quot;", "&#34;").replace("&apos;", "&#39;"),
+        crate::keda::goparse::query_escape(s),
+        crate::keda::goparse::query_escape(s).replace('+', "%20"),
+        base64::engine::general_purpose::STANDARD.encode(s),
+    ];
+    forms.retain(|f| !f.is_empty());
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
 fn base64_decode(s: &str) -> Option<String> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut nbits = 0;
-    let mut out = Vec::new();
-    for c in s.trim().bytes() {
-        if c == b'=' {
-            break;
-        }
-        let v = ALPHABET.iter().position(|&a| a == c)? as u32;
-        bits = (bits << 6) | v;
-        nbits += 6;
-        if nbits >= 8 {
-            nbits -= 8;
-            out.push((bits >> nbits) as u8);
-            bits &= (1 << nbits) - 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]
@@ -138,6 +181,39 @@ mod tests {
         assert!(!out.contains("s3cr3t-token"));
         assert!(!out.contains("hunter2"));
         assert!(out.contains("tenant-a"));
+    }
+
+    #[test]
+    fn every_spelling_of_a_secret_is_redacted() {
+        let secret = r#"p"a\ss&w<o>rd 'x'"#;
+        let mut r = Redactor::default();
+        r.add(secret);
+        let forms = [
+            serde_json::to_string(secret).unwrap(),
+            format!("{secret:?}"),
+            quick_junit_like_xml(secret),
+            crate::keda::goparse::query_escape(secret),
+            {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(secret)
+            },
+        ];
+        for form in forms {
+            let out = r.apply(&format!("before {form} after"));
+            assert!(out.contains(REDACTED), "{form} -> {out}");
+            assert!(
+                !out.contains("ss&w") && !out.contains("ss&amp;w"),
+                "{form} -> {out}"
+            );
+        }
+    }
+
+    fn quick_junit_like_xml(s: &str) -> String {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&apos;")
     }
 
     #[test]

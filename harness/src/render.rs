@@ -2,6 +2,7 @@
 //! checks. Input problems are [`InputError`]s (exit 2); a chart that fails to render is a
 //! failed `chart.renders` finding (exit 1).
 
+use crate::chart::capabilities::Capabilities;
 use crate::chart::helm::{Helm, HelmMajor, TemplateRequest};
 use crate::chart::source;
 use crate::chart::values::UserValues;
@@ -35,6 +36,8 @@ pub struct RenderOptions {
     pub expect_scaled_object: bool,
     /// Helm major version.
     pub helm: HelmMajor,
+    /// The capabilities of the cluster the run targets (Kubernetes version, API versions).
+    pub capabilities: Capabilities,
 }
 
 impl RenderOptions {
@@ -55,6 +58,7 @@ impl RenderOptions {
             expected_headers,
             expect_scaled_object: true,
             helm,
+            capabilities: Capabilities::default(),
         }
     }
 }
@@ -68,6 +72,10 @@ pub struct RenderReport {
     pub helm: String,
     /// Release and namespace.
     pub release: String,
+    /// The capabilities Helm rendered with.
+    pub capabilities: Capabilities,
+    /// The API versions the chart's templates test with `.Capabilities.APIVersions.Has`.
+    pub gated_api_versions: std::collections::BTreeSet<String>,
     /// Namespace.
     pub namespace: String,
     /// Findings and planned requests.
@@ -98,13 +106,8 @@ pub fn render(opts: &RenderOptions) -> Result<RenderReport, InputError> {
     let chart = source::prepare(&opts.chart, opts.version.as_deref())?;
     let helm = Helm::locate(opts.helm)?;
     let crd_dir = toolchain::keda_crd_dir()?;
-    let crds = CrdSchemas::load(&crd_dir).map_err(|e| {
-        InputError::in_environment(
-            format!("KEDA {} CRDs", toolchain::KEDA_VERSION),
-            e,
-            "run `scripts/setup.sh` again",
-        )
-    })?;
+    // KEDA's schemas load while Helm renders (two cores, two independent jobs).
+    let crds = std::thread::spawn(move || CrdSchemas::load(&crd_dir));
     let values_files: Vec<PathBuf> = opts
         .values_files
         .iter()
@@ -117,12 +120,15 @@ pub fn render(opts: &RenderOptions) -> Result<RenderReport, InputError> {
         namespace: &opts.namespace,
         values_files: &values_files,
         sets: &opts.sets,
+        capabilities: &opts.capabilities,
     });
     let helm_time = started.elapsed();
     let mut report = RenderReport {
         chart: format!("{} {}", chart.name, chart.version),
         helm: opts.helm.label(),
         release: opts.release.clone(),
+        capabilities: opts.capabilities.clone(),
+        gated_api_versions: crate::chart::capabilities::gated_api_versions(&chart.dir),
         namespace: opts.namespace.clone(),
         verdict: RenderVerdict::default(),
         rendered: String::new(),
@@ -137,18 +143,33 @@ pub fn render(opts: &RenderOptions) -> Result<RenderReport, InputError> {
                 "chart",
                 "Helm could not render the chart with these values",
             )
-            .with(failure.stderr.clone())
-            .with(format!("command: {}", failure.command));
+            .with(failure.stderr.clone());
+            for line in crate::chart::helm_error::explain(&failure.stderr, &user_values) {
+                finding = finding.with(line);
+            }
+            finding = finding.with(format!("command: {}", failure.command));
             for f in &opts.values_files {
                 finding = finding.with(format!("values file: {}", f.display()));
             }
+            // A `--set` value may be a token: the evidence names the key only.
             for s in &opts.sets {
-                finding = finding.with(format!("--set {s}"));
+                let key = s.split_once('=').map_or(s.as_str(), |(k, _)| k);
+                finding = finding.with(format!("--set {key}=(value not shown)"));
             }
             report.verdict.findings.push(finding);
             return Ok(report);
         }
     };
+    let crds = crds
+        .join()
+        .unwrap_or_else(|_| Err("loading KEDA's CRDs panicked".into()))
+        .map_err(|e| {
+            InputError::in_environment(
+                format!("KEDA {} CRDs", toolchain::KEDA_VERSION),
+                e,
+                "run `scripts/setup.sh` again",
+            )
+        })?;
     let manifests = match manifest::split(&stream) {
         Ok(m) => m,
         Err(e) => {
@@ -162,6 +183,37 @@ pub fn render(opts: &RenderOptions) -> Result<RenderReport, InputError> {
             return Ok(report);
         }
     };
+    // A dependency the values enable but charts/ lacks renders as an empty stand-in: the
+    // verdict would judge a chart without it. That is an input to fix, not a finding.
+    let enabled_missing: Vec<&String> = chart
+        .stubbed_dependencies
+        .iter()
+        .filter(|d| {
+            manifests
+                .iter()
+                .any(|m| m.kind == source::STUB_MARKER_KIND && m.name == **d)
+        })
+        .collect();
+    if !enabled_missing.is_empty() {
+        let names: Vec<&str> = enabled_missing.iter().map(|d| d.as_str()).collect();
+        return Err(InputError::in_file(
+            if chart.origin.is_dir() {
+                chart.origin.join("Chart.yaml")
+            } else {
+                chart.origin.clone()
+            },
+            None,
+            None,
+            format!(
+                "dependency {} is enabled with these values but absent from the chart's charts/ directory",
+                names.join(", ")
+            ),
+            format!(
+                "run `helm dependency build {}` (with access to its repository) and run again, or disable it in the values",
+                chart.origin.display()
+            ),
+        ));
+    }
     let ctx = RenderContext {
         manifests: &manifests,
         user_values: &user_values,

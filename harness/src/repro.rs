@@ -172,6 +172,58 @@ pub fn rendered_tenants(trigger: &TriggerRequest) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The render-time silent-tenant rule: when the report's metrics name tenants, the tenant the
+/// trigger asks (its X-Scope-OrgID) must hold series the query reads; a failing
+/// `trigger.silent-tenant` finding when only other tenants do (`None` when the metrics say
+/// nothing about it, or the tenant asked holds data).
+pub fn silent_tenant_finding(
+    trigger: &TriggerRequest,
+    metrics: &[TenantMetrics],
+) -> Option<crate::checks::Finding> {
+    let asked = rendered_tenants(trigger);
+    let names = metric_names(&trigger.config.query);
+    let holds = |m: &TenantMetrics| {
+        m.series
+            .iter()
+            .chain(&m.per_ready_pod)
+            .any(|s| names.contains(&s.name))
+    };
+    let holders: Vec<&str> = metrics
+        .iter()
+        .filter(|m| holds(m) && !asked.contains(&m.tenant))
+        .map(|m| m.tenant.as_str())
+        .collect();
+    let asked_holds = metrics
+        .iter()
+        .any(|m| asked.contains(&m.tenant) && holds(m));
+    if asked_holds || holders.is_empty() {
+        return None;
+    }
+    let asked_text = if asked.is_empty() {
+        "no tenant (no X-Scope-OrgID header)".to_string()
+    } else {
+        format!("tenant {:?}", asked.join("|"))
+    };
+    Some(
+        crate::checks::Finding::new(
+            "trigger.silent-tenant",
+            crate::checks::Status::Fail,
+            trigger.subject.clone(),
+            format!(
+                "KEDA asks {asked_text}, which holds none of the metrics; tenant(s) {} hold them",
+                holders.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")
+            ),
+        )
+        .with(format!("query: {}", trigger.config.query))
+        .with(if trigger.config.ignore_null_values {
+            "consequence: KEDA gets an empty answer, counts it as 0 (ignoreNullValues) and the workload stays at its minimum whatever the backlog".to_string()
+        } else {
+            "consequence: KEDA gets an empty answer and reports an error (ignoreNullValues: false); the ScaledObject falls back or stops scaling".to_string()
+        })
+        .with("fix: set the trigger's customHeaders to X-Scope-OrgID=<the tenant that holds the metrics>"),
+    )
+}
+
 /// The tenants to seed: those given, else the X-Scope-OrgID the chart renders, else the one
 /// the values meant to send. Returns them and the tenants to seed (`tenant-a` when none is
 /// known, so an anonymous query still has data it could have found).
@@ -312,13 +364,22 @@ pub fn scenario_yaml_with_upgrade(
         out,
         "description: reproduction of a user's report (derived scenario)"
     );
-    let _ = writeln!(out, "chart: {chart}");
+    // Paths and tenants are written as JSON strings (valid YAML), so a ` #`, a quote or a
+    // newline in them cannot change the scenario.
+    let _ = writeln!(
+        out,
+        "chart: {}",
+        serde_json::to_string(chart).unwrap_or_default()
+    );
     let _ = writeln!(
         out,
         "values: {}",
         serde_json::to_string(values).unwrap_or_default()
     );
     let _ = writeln!(out, "helm: [{helm}]");
+    // A tenant with no data while another holds the report's metrics is the chart's (or the
+    // values') failure here, not a warning.
+    let _ = writeln!(out, "live:\n  empty_answer: fail");
     let _ = writeln!(out, "steps:");
     if let Some(t) = tenants.first() {
         let _ = writeln!(
@@ -331,7 +392,11 @@ pub fn scenario_yaml_with_upgrade(
     }
     let _ = writeln!(out, "  - install: {{metrics: proxy}}");
     for m in metrics {
-        let _ = writeln!(out, "  - seed:\n      tenant: {}", m.tenant);
+        let _ = writeln!(
+            out,
+            "  - seed:\n      tenant: {}",
+            serde_json::to_string(&m.tenant).unwrap_or_default()
+        );
         if !m.series.is_empty() {
             let _ = writeln!(
                 out,
@@ -439,7 +504,23 @@ pub fn verdict_markdown(
             .findings
             .iter()
             .filter(|f| f.status == status)
-            .map(|f| format!("- **{}** {}: {}", f.check, f.subject, f.message))
+            .map(|f| {
+                // A failure carries its evidence (Helm's own message, the template line, the
+                // values key), so the maintainer sees the cause, not only the check's name.
+                let mut line = format!("- **{}** {}: {}", f.check, f.subject, f.message);
+                if status == Status::Fail {
+                    for e in f
+                        .evidence
+                        .iter()
+                        .filter(|e| !e.starts_with("command: "))
+                        .take(8)
+                    {
+                        let e: String = e.chars().take(600).collect();
+                        let _ = write!(line, "\n  - {}", e.replace('\n', "\n    "));
+                    }
+                }
+                line
+            })
             .collect()
     };
     let failed = findings(Status::Fail);

@@ -121,5 +121,56 @@ async fn existing_cluster_runs_a_live_scenario_and_is_left_as_found() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+
+    // A cluster with an external-metrics APIService of its own (another adapter): --install-keda
+    // must refuse (exit 2 naming it) and leave it exactly as it was.
+    let theirs: APIService = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiregistration.k8s.io/v1",
+        "kind": "APIService",
+        "metadata": {"name": "v1beta1.external.metrics.k8s.io"},
+        "spec": {
+            "group": "external.metrics.k8s.io",
+            "version": "v1beta1",
+            "groupPriorityMinimum": 100,
+            "versionPriority": 100,
+            "insecureSkipTLSVerify": true,
+            "service": {"namespace": "default", "name": "someone-elses-adapter", "port": 443}
+        }
+    }))
+    .expect("APIService");
+    let apis = kube::Api::<APIService>::all(client.clone());
+    apis.create(&Default::default(), &theirs)
+        .await
+        .expect("create the cluster's own APIService");
+    let before = snapshot(&client).await;
+    let o = run(&["--install-keda"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("already has the APIService v1beta1.external.metrics.k8s.io")
+            && text.contains("default/someone-elses-adapter"),
+        "{text}"
+    );
+    assert_eq!(
+        snapshot(&client).await,
+        before,
+        "the refusal changed the cluster"
+    );
+    let still = apis
+        .get("v1beta1.external.metrics.k8s.io")
+        .await
+        .expect("their APIService is still there");
+    assert_eq!(
+        still
+            .spec
+            .and_then(|s| s.service)
+            .and_then(|s| s.name)
+            .as_deref(),
+        Some("someone-elses-adapter")
+    );
     cluster.down().await;
 }

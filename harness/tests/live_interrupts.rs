@@ -198,13 +198,18 @@ struct LiveRun {
 
 impl LiveRun {
     fn start(scenario_file: &str) -> Self {
+        Self::start_with(&["run", "--suite", scenario_file, "--helm", "3"])
+    }
+
+    /// Starts the harness with `args` (plus `--out` in the sandbox).
+    fn start_with(args: &[&str]) -> Self {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let sandbox = tempfile::tempdir().unwrap();
         let tmp = sandbox.path().join("tmp");
         let out = sandbox.path().join("out");
         std::fs::create_dir_all(&tmp).unwrap();
         let mut child = Command::new(BIN)
-            .args(["run", "--suite", scenario_file, "--helm", "3"])
+            .args(args)
             .arg("--out")
             .arg(&out)
             .env("TMPDIR", &tmp)
@@ -387,4 +392,38 @@ fn a_second_sigint_stops_at_once_and_leaves_nothing_behind() {
         stderr.join("\n")
     );
     run.assert_nothing_left("after two SIGINTs");
+}
+
+/// Ctrl-C in `repro` behaves as in `run`: the derived scenario stops at its step, writes the
+/// evidence it has (`interrupted.txt` naming the step, the timeline so far), the verdict is
+/// printed marked interrupted, the exit code is 130 and nothing is left behind.
+#[test]
+fn sigint_during_repro_writes_partial_evidence_and_exits_130() {
+    let mut run = LiveRun::start_with(&[
+        "repro",
+        "--chart",
+        "fixtures/charts/compactor-1x",
+        "-f",
+        "fixtures/values/compactor-live-tenant-a.yaml",
+    ]);
+    run.wait_for("step 3/4: expect oracle");
+    std::thread::sleep(Duration::from_secs(3));
+    run.signal(Signal::SIGINT);
+    let (code, stdout, stderr, run) = run.finish(Duration::from_secs(30));
+    assert_eq!(
+        code,
+        Some(130),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        stderr.join("\n")
+    );
+    assert!(
+        stdout.contains("Interrupted during step 3 of 4"),
+        "{stdout}"
+    );
+    let dir = run.out.join("repro-helm3");
+    let marker_text = std::fs::read_to_string(dir.join("interrupted.txt"))
+        .unwrap_or_else(|e| panic!("interrupted.txt in {}: {e}", dir.display()));
+    assert!(marker_text.contains("expect oracle"), "{marker_text}");
+    assert!(dir.join("timeline.csv").is_file());
+    run.assert_nothing_left("after SIGINT during repro");
 }

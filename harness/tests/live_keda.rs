@@ -143,8 +143,13 @@ async fn keda_scales_a_deployment_from_the_tenant_in_its_header() {
             break last;
         }
         if Instant::now() >= deadline {
-            let state =
-                keda_conformance::live::observe::describe(&client, "tempo", "compactor").await;
+            let state = keda_conformance::live::observe::describe(
+                &client,
+                "tempo",
+                "compactor",
+                "keda-hpa-compactor",
+            )
+            .await;
             panic!("replicas did not reach 3: last seen {last}\n{state}\noperator log:\n{}\nadapter log:\n{}", keda.operator().log_tail(40), keda.adapter().log_tail(20));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -165,6 +165,47 @@ async fn up_serves_the_pinned_version_with_ready_nodes_held_leases_and_private_p
         assert!(cmdline.contains(flag), "{flag} missing from {cmdline}");
     }
 
+    // etcd holds the Secrets: it speaks TLS only, and refuses a client without a certificate
+    // from the cluster CA (another local user cannot read /registry/secrets).
+    let etcd = cluster
+        .control_plane()
+        .processes()
+        .iter()
+        .find(|p| p.name() == "etcd")
+        .unwrap();
+    let etcd_cmdline =
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{}/cmdline", etcd.pid())).unwrap())
+            .replace('\0', " ");
+    let client_url = etcd_cmdline
+        .split(' ')
+        .find_map(|a| a.strip_prefix("--listen-client-urls="))
+        .unwrap()
+        .to_string();
+    assert!(client_url.starts_with("https://127.0.0.1:"), "{client_url}");
+    let plain = client_url.replacen("https://", "http://", 1);
+    let anonymous = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for url in [
+        format!("{client_url}/v3/kv/range"),
+        format!("{plain}/v3/kv/range"),
+    ] {
+        let answer = anonymous
+            .post(&url)
+            .body(r#"{"key":"L3JlZ2lzdHJ5L3NlY3JldHMv","range_end":"L3JlZ2lzdHJ5L3NlY3JldHMw"}"#)
+            .send()
+            .await;
+        assert!(
+            answer
+                .as_ref()
+                .map(|r| !r.status().is_success())
+                .unwrap_or(true),
+            "etcd answered {url} without a client certificate: {answer:?}"
+        );
+    }
+
     // Private PKI and kubeconfig.
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let pki = run_dir.join("pki");

@@ -5,10 +5,15 @@ use std::path::Path;
 use std::process::Command;
 
 fn plan(args: &[&str]) -> (Option<i32>, String, String) {
+    plan_with_env(args, &[])
+}
+
+fn plan_with_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> (Option<i32>, String, String) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let o = Command::new(env!("CARGO_BIN_EXE_keda-conformance"))
         .args(["run", "--dry-run"])
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(&root)
         .output()
         .expect("harness runs");
@@ -76,15 +81,49 @@ fn render_tier_plan_matches_the_golden_file() {
 
 #[test]
 fn kind_provider_without_docker_exits_2_pointing_at_local() {
-    let (code, _, err) = plan(&[
-        "--provider",
-        "kind",
-        "--suite",
-        "suites/default/compactor-header-reaches-endpoint.yaml",
-    ]);
+    // The condition is made here, whatever the host has: DOCKER_HOST names a socket that does
+    // not exist, so no Docker engine answers.
+    let dir = tempfile::tempdir().unwrap();
+    let host = format!("unix://{}", dir.path().join("no-docker.sock").display());
+    let (code, _, err) = plan_with_env(
+        &[
+            "--provider",
+            "kind",
+            "--suite",
+            "suites/default/compactor-header-reaches-endpoint.yaml",
+        ],
+        &[
+            ("DOCKER_HOST", host.as_ref()),
+            ("DOCKER_CONTEXT", "default".as_ref()),
+        ],
+    );
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("kind needs") && err.contains("--provider local"),
         "{err}"
     );
+}
+
+#[test]
+fn kind_provider_with_a_docker_that_answers_is_not_told_docker_is_missing() {
+    // The other world, also made here: a `docker` first on PATH that answers `docker info`.
+    let dir = tempfile::tempdir().unwrap();
+    let docker = dir.path().join("docker");
+    std::fs::write(&docker, "#!/bin/sh\necho 28.2.2\n").unwrap();
+    std::fs::set_permissions(&docker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = std::env::join_paths(std::iter::once(dir.path().to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    let (code, _, err) = plan_with_env(
+        &[
+            "--provider",
+            "kind",
+            "--suite",
+            "suites/default/compactor-header-reaches-endpoint.yaml",
+        ],
+        &[("PATH", path.as_os_str())],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("none answers"), "{err}");
 }

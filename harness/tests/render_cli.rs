@@ -104,10 +104,12 @@ fn a_template_error_is_a_failed_check_with_helms_message() {
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("FAIL chart.renders"), "{t}");
     assert!(t.contains("ingest.kafka.address is required"), "{t}");
+    // The key is named; the value is not (a `--set` value may be a token).
     assert!(
-        t.contains("--set backendWorker.autoscaling.enabled=true"),
+        t.contains("--set backendWorker.autoscaling.enabled=(value not shown)"),
         "{t}"
     );
+    assert!(!t.contains("enabled=true"), "{t}");
 }
 
 #[test]
@@ -291,4 +293,93 @@ fn doctor_reports_the_pinned_tools() {
         "{t}"
     );
     assert!(t.contains("KEDA v2.20.2 CRDs"), "{t}");
+}
+
+/// Standard output closed before anything is written (`keda-conformance render | head -0`):
+/// no panic, exit 141 as a shell reports a closed pipe.
+#[test]
+fn a_closed_standard_output_is_not_a_panic() {
+    let (read, write) = nix::unistd::pipe().expect("pipe");
+    drop(read);
+    let o = Command::new(env!("CARGO_BIN_EXE_keda-conformance"))
+        .args([
+            "render",
+            "--chart",
+            "fixtures/charts/compactor-1x",
+            "-f",
+            "fixtures/values/compactor-tenant-a.yaml",
+            "-v",
+        ])
+        .current_dir(root())
+        .stdout(std::process::Stdio::from(write))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("harness runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(141), "{err}");
+}
+
+/// A secret with `" \ & < >` in it: escaped by JSON, XML and Rust's Debug in different ways.
+/// Redaction happens before any escaping, so no spelling of it reaches any output, in render
+/// (text, JSON, JUnit; passing and failing) and in repro's Markdown.
+#[test]
+fn secrets_with_escapable_characters_never_appear_in_any_spelling() {
+    let secret = r#"kc"esc\ape&me<now>7"#;
+    let spellings = [
+        secret.to_string(),
+        serde_json::to_string(secret)
+            .unwrap()
+            .trim_matches('"')
+            .to_string(),
+        format!("{secret:?}").trim_matches('"').to_string(),
+        secret
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;"),
+        "esc\\ape".to_string(),
+        "ape&me".to_string(),
+        "ape&amp;me".to_string(),
+    ];
+    let values = "fixtures/values/compactor-with-escapable-secret-header.yaml";
+    let mut runs = Vec::new();
+    for format in ["text", "json", "junit"] {
+        for tenant in ["tenant-a", "tenant-b"] {
+            let header = format!("X-Scope-OrgID={tenant}");
+            runs.push((
+                format!("render {format} {tenant}"),
+                harness(&[
+                    "render",
+                    "--chart",
+                    "fixtures/charts/compactor-1x",
+                    "-f",
+                    values,
+                    "--expect-header",
+                    &header,
+                    "--format",
+                    format,
+                    "-v",
+                ]),
+            ));
+        }
+    }
+    runs.push((
+        "repro --tier render".into(),
+        harness(&[
+            "repro",
+            "--tier",
+            "render",
+            "--chart",
+            "fixtures/charts/compactor-1x",
+            "-f",
+            values,
+        ]),
+    ));
+    for (what, o) in runs {
+        let t = text(&o);
+        for s in &spellings {
+            assert!(!t.contains(s.as_str()), "{what} leaks {s:?}:\n{t}");
+        }
+    }
 }

@@ -62,3 +62,40 @@ fn repro_passes_a_good_chart_and_names_a_dropped_header() {
         "the verdict must show KEDA's error:\n{text}"
     );
 }
+
+/// The silent tenant, live: the report's backlog sits in tenant-b, the header asks tenant-a.
+/// KEDA's answer is empty, the compactor stays at its minimum, and the oracle (asking the same
+/// tenant) agrees; repro must still fail, naming both tenants, from what the backend answered.
+#[test]
+fn repro_fails_a_silent_tenant_live_naming_both_tenants() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let o = Command::new(env!("CARGO_BIN_EXE_keda-conformance"))
+        .args([
+            "repro",
+            "--chart",
+            "fixtures/charts/compactor-1x",
+            "-f",
+            "fixtures/values/compactor-live-tenant-a.yaml",
+            "--metrics",
+            "fixtures/metrics/backlog-in-tenant-b.yaml",
+        ])
+        .arg("--out")
+        .arg(tmp.path())
+        .current_dir(&root)
+        .output()
+        .expect("harness runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("does NOT work"), "{text}");
+    // Live: the backend's answers, not the render-time rule, name the tenants.
+    assert!(
+        text.contains("silent tenant: KEDA asks tenant \"tenant-a\"")
+            && text.contains("\"tenant-b\""),
+        "{text}"
+    );
+}

@@ -1,4 +1,4 @@
-//! Every scenario in suites/default and suites/defects runs with real Helm through the same
+//! Every scenario in suites/default, suites/defects and suites/styles runs with real Helm through the same
 //! engine as `keda-conformance run`. Render-only scenarios are one test per Helm major. The
 //! live scenarios of a suite are one test that does what `keda-conformance run` does: one
 //! local cluster and KEDA for the suite, a namespace and backend per scenario, three scenarios
@@ -48,7 +48,7 @@ fn main() {
     let args = Arguments::from_args();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites");
     let mut trials = Vec::new();
-    for suite in ["default", "defects"] {
+    for suite in ["default", "defects", "styles"] {
         let scenarios = match scenario::load_suite(&root.join(suite)) {
             Ok(s) => s,
             Err(e) => {

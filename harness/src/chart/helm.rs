@@ -71,6 +71,21 @@ pub struct HelmFailure {
     pub stderr: String,
 }
 
+/// How long a Helm command may run: `KEDA_CONFORMANCE_HELM_TIMEOUT` seconds when set, else
+/// 120 s for `template` and 300 s for cluster commands (install, upgrade, uninstall --wait).
+fn timeout_for(args: &[String]) -> std::time::Duration {
+    let secs = std::env::var("KEDA_CONFORMANCE_HELM_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(if args.first().is_some_and(|a| a == "template") {
+            120
+        } else {
+            300
+        });
+    std::time::Duration::from_secs(secs)
+}
+
 /// What to render.
 #[derive(Debug, Clone)]
 pub struct TemplateRequest<'a> {
@@ -84,6 +99,8 @@ pub struct TemplateRequest<'a> {
     pub values_files: &'a [PathBuf],
     /// `--set` expressions, in order.
     pub sets: &'a [String],
+    /// The cluster's capabilities (`--kube-version`, `--api-versions`).
+    pub capabilities: &'a crate::chart::capabilities::Capabilities,
 }
 
 impl Helm {
@@ -103,21 +120,20 @@ impl Helm {
     /// # Errors
     /// [`HelmFailure`] when Helm exits non-zero (template error, invalid YAML, ...).
     pub fn template(&self, req: &TemplateRequest<'_>) -> Result<String, HelmFailure> {
-        let mut args: Vec<String> = vec![
-            "template".into(),
-            req.release.into(),
-            req.chart_dir.display().to_string(),
-            "--namespace".into(),
-            req.namespace.into(),
-        ];
+        // Every value is joined to its flag (`--flag=value`) and the release and chart come
+        // after `--`, so no value can be read as another Helm flag.
+        let mut args: Vec<String> =
+            vec!["template".into(), format!("--namespace={}", req.namespace)];
+        args.extend(req.capabilities.helm_args());
         for f in req.values_files {
-            args.push("-f".into());
-            args.push(f.display().to_string());
+            args.push(format!("--values={}", f.display()));
         }
         for s in req.sets {
-            args.push("--set".into());
-            args.push(s.clone());
+            args.push(format!("--set={s}"));
         }
+        args.push("--".into());
+        args.push(req.release.into());
+        args.push(req.chart_dir.display().to_string());
         self.run(&args, None)
     }
 
@@ -126,13 +142,33 @@ impl Helm {
     /// # Errors
     /// [`HelmFailure`] when Helm cannot start or exits non-zero.
     pub fn run(&self, args: &[String], kubeconfig: Option<&Path>) -> Result<String, HelmFailure> {
-        let command_line = format!("helm{} {}", self.major.number(), args.join(" "));
+        // The command line is evidence: `--set` values (possibly tokens) are not shown.
+        let shown: Vec<String> = args
+            .iter()
+            .map(
+                |a| match a.strip_prefix("--set=").and_then(|kv| kv.split_once('=')) {
+                    Some((k, _)) => format!("--set={k}=(value not shown)"),
+                    None => a.clone(),
+                },
+            )
+            .collect();
+        let command_line = format!("helm{} {}", self.major.number(), shown.join(" "));
         let fail = |stderr: String| HelmFailure {
             command: command_line.clone(),
             stderr,
         };
         let home = toolchain::cache_root().join("helm-home");
-        let mut cmd = Command::new(&self.binary);
+        // Helm dies with us (parent-death signal through setpriv, when it is installed; this
+        // thread waits for it, so the signal fires only when the harness dies) and never
+        // outlives its deadline: a template with an endless loop is an error, not a hang.
+        let mut cmd = match crate::stack::process::setpriv() {
+            Ok(setpriv) => {
+                let mut c = Command::new(setpriv);
+                c.args(["--pdeathsig", "KILL", "--"]).arg(&self.binary);
+                c
+            }
+            Err(_) => Command::new(&self.binary),
+        };
         cmd.args(args)
             .env("HELM_CACHE_HOME", home.join("cache"))
             .env("HELM_CONFIG_HOME", home.join("config"))
@@ -144,20 +180,60 @@ impl Helm {
         if let Some(k) = kubeconfig {
             cmd.env("KUBECONFIG", k);
         }
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .map_err(|e| fail(format!("cannot start {}: {e}", self.binary.display())))?;
         let pgid = child.id() as i32;
         cleanup::register_process_group(pgid);
-        let output = child.wait_with_output();
+        let limit = timeout_for(args);
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = std::io::Read::read_to_end(&mut p, &mut buf);
+                }
+                buf
+            })
+        };
+        let stdout = drain(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        );
+        let stderr = drain(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        );
+        let started = std::time::Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) if started.elapsed() > limit => {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pgid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    let _ = child.wait();
+                    break Err(format!(
+                        "Helm did not finish within {}s and was stopped (a template that loops without end?)",
+                        limit.as_secs()
+                    ));
+                }
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                Err(e) => break Err(e.to_string()),
+            }
+        };
         cleanup::unregister_process_group(pgid);
-        let output = output.map_err(|e| fail(e.to_string()))?;
-        if !output.status.success() {
-            return Err(fail(
-                String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            ));
+        let out = stdout.join().unwrap_or_default();
+        let err = stderr.join().unwrap_or_default();
+        let status = status.map_err(fail)?;
+        if !status.success() {
+            return Err(fail(String::from_utf8_lossy(&err).trim().to_string()));
         }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
     /// `helm version --short`, for `doctor`.

@@ -99,6 +99,16 @@ pub fn prepare(path: &Path, version: Option<&str>) -> Result<PreparedChart, Inpu
             "add `name: <chart>` to Chart.yaml",
         ));
     }
+    // Names become directory names of the temporary copy: never a path.
+    if !is_plain_name(&name) {
+        return Err(InputError::in_file(
+            &chart_yaml_path,
+            None,
+            None,
+            format!("chart name {name:?} is not a plain name (it would be used as a path)"),
+            "name the chart with letters, digits, '-', '_' and '.' only",
+        ));
+    }
     if let Some(v) = version {
         if v != chart_version {
             return Err(InputError::in_flag(
@@ -125,6 +135,15 @@ pub fn prepare(path: &Path, version: Option<&str>) -> Result<PreparedChart, Inpu
                 .collect()
         })
         .unwrap_or_default();
+    if let Some((bad, _)) = deps.iter().find(|(n, _)| !is_plain_name(n)) {
+        return Err(InputError::in_file(
+            &chart_yaml_path,
+            None,
+            None,
+            format!("dependency name {bad:?} is not a plain name (it would be used as a path)"),
+            "name dependencies with letters, digits, '-', '_' and '.' only",
+        ));
+    }
     let missing: Vec<String> = deps
         .iter()
         .filter(|(n, _)| !dependency_present(&chart_dir, n))
@@ -222,19 +241,82 @@ fn write_stubs(dir: &Path, chart_yaml: &Value, missing: &[String]) -> std::io::R
     Ok(())
 }
 
+/// Helm's own limit on what a packaged chart may expand to (100 MiB).
+const MAX_EXPANDED_BYTES: u64 = 100 * 1024 * 1024;
+
+/// Unpacks a packaged chart into a temporary directory. Only regular files and directories are
+/// written: links are skipped (Helm's own loader reads a link entry as an empty file, so it can
+/// never reach a host file), paths that leave the directory are refused, and so is an archive
+/// that expands beyond Helm's limit.
 fn extract(archive: &Path) -> Result<TempDir, InputError> {
+    use std::io::Read;
     let t = TempDir::new("keda-conformance-chart-")
         .map_err(|e| not_a_chart(archive, format!("cannot create a temporary directory: {e}")))?;
     let file = std::fs::File::open(archive)
         .map_err(|e| not_a_chart(archive, format!("cannot open: {e}")))?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    tar.unpack(t.path()).map_err(|e| {
+    let unreadable = |e: std::io::Error| {
         not_a_chart(
             archive,
             format!("not a readable packaged chart (gzip-compressed tar): {e}"),
         )
-    })?;
+    };
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut total: u64 = 0;
+    for entry in tar.entries().map_err(unreadable)? {
+        let mut entry = entry.map_err(unreadable)?;
+        let kind = entry.header().entry_type();
+        let rel = entry.path().map_err(unreadable)?.into_owned();
+        if rel.components().any(|c| {
+            !matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        }) {
+            return Err(not_a_chart(
+                archive,
+                format!(
+                    "archive entry {} leaves the chart's directory",
+                    rel.display()
+                ),
+            ));
+        }
+        let dest = t.path().join(&rel);
+        if kind.is_dir() {
+            std::fs::create_dir_all(&dest).map_err(unreadable)?;
+            continue;
+        }
+        if !kind.is_file() {
+            continue;
+        }
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(unreadable)?;
+        }
+        let room = MAX_EXPANDED_BYTES.saturating_sub(total);
+        let mut out = std::fs::File::create(&dest).map_err(unreadable)?;
+        let written =
+            std::io::copy(&mut (&mut entry).take(room + 1), &mut out).map_err(unreadable)?;
+        total += written;
+        if total > MAX_EXPANDED_BYTES {
+            return Err(not_a_chart(
+                archive,
+                format!(
+                    "archive expands beyond {} MiB (Helm's limit for a chart)",
+                    MAX_EXPANDED_BYTES / (1024 * 1024)
+                ),
+            ));
+        }
+    }
     Ok(t)
+}
+
+/// Whether a name from Chart.yaml can be used as one directory name.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn single_chart_dir(root: &Path, archive: &Path) -> Result<PathBuf, InputError> {
@@ -313,5 +395,82 @@ fn read_optional_yaml(path: &Path) -> Result<Value, InputError> {
         read_yaml(path)
     } else {
         Ok(Value::Object(Default::default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A .tgz with `entries` (path, type, data or link target).
+    fn archive(dir: &Path, entries: &[(&str, tar::EntryType, &[u8])]) -> PathBuf {
+        let path = dir.join("c.tgz");
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut b = tar::Builder::new(gz);
+        for (name, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(0o644);
+            if kind.is_symlink() {
+                h.set_size(0);
+                b.append_link(&mut h, name, std::str::from_utf8(data).unwrap())
+                    .unwrap();
+            } else {
+                // Written raw, so a path with `..` reaches the archive as an attacker's would.
+                let raw = &mut h.as_old_mut().name;
+                raw[..name.len()].copy_from_slice(name.as_bytes());
+                h.set_size(data.len() as u64);
+                h.set_cksum();
+                b.append(&h, *data).unwrap();
+            }
+        }
+        b.into_inner().unwrap().finish().unwrap();
+        path
+    }
+
+    const CHART: &[u8] = b"apiVersion: v2\nname: c\nversion: 1.0.0\n";
+
+    #[test]
+    fn links_in_an_archive_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = archive(
+            dir.path(),
+            &[
+                ("c/Chart.yaml", tar::EntryType::Regular, CHART),
+                ("c/files/leak", tar::EntryType::Symlink, b"/etc/hostname"),
+            ],
+        );
+        let c = prepare(&a, None).unwrap();
+        assert!(c.dir.join("Chart.yaml").is_file());
+        assert!(std::fs::symlink_metadata(c.dir.join("files/leak")).is_err());
+    }
+
+    #[test]
+    fn entries_leaving_the_directory_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = archive(
+            dir.path(),
+            &[
+                ("c/Chart.yaml", tar::EntryType::Regular, CHART),
+                ("c/../../escaped", tar::EntryType::Regular, b"x"),
+            ],
+        );
+        let e = prepare(&a, None).unwrap_err();
+        assert!(e.problem.contains("leaves the chart's directory"), "{e}");
+    }
+
+    #[test]
+    fn chart_names_that_are_paths_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Chart.yaml"),
+            "apiVersion: v2\nname: ../evil\nversion: 1.0.0\n",
+        )
+        .unwrap();
+        let e = prepare(dir.path(), None).unwrap_err();
+        assert!(e.problem.contains("not a plain name"), "{e}");
     }
 }

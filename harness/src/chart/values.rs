@@ -152,11 +152,15 @@ fn set_error(expr: &str, problem: impl Into<String>) -> InputError {
     )
 }
 
+/// The deepest `--set` key accepted.
+pub const MAX_SET_DEPTH: usize = 64;
+
 /// Parses one `--set` argument the way Helm's strvals does: comma-separated assignments,
 /// dotted keys with `[i]` indices, backslash escapes; values typed as int, bool or null.
 ///
 /// # Errors
-/// An [`InputError`] naming the flag when an assignment has no '=', an empty key, or a bad index.
+/// An [`InputError`] naming the flag when an assignment has no '=', an empty key, a bad index,
+/// or a key more than [`MAX_SET_DEPTH`] levels deep.
 pub fn parse_set(expr: &str) -> Result<Vec<(Vec<Segment>, Value)>, InputError> {
     let mut out = Vec::new();
     for assignment in split_unescaped(expr, ',') {
@@ -168,6 +172,17 @@ pub fn parse_set(expr: &str) -> Result<Vec<(Vec<Segment>, Value)>, InputError> {
         };
         let (key, raw_value) = (&assignment[..eq], &assignment[eq + 1..]);
         let path = parse_key(key).map_err(|p| set_error(expr, p))?;
+        // Values this deep exist in no chart, and deeper ones would exhaust the stack of
+        // every recursive walk over the values (Helm's own YAML limit is far below this).
+        if path.len() > MAX_SET_DEPTH {
+            return Err(set_error(
+                expr,
+                format!(
+                    "the key is {} levels deep; at most {MAX_SET_DEPTH} are accepted",
+                    path.len()
+                ),
+            ));
+        }
         out.push((path, typed_value(&unescape(raw_value))));
     }
     Ok(out)

@@ -70,6 +70,51 @@ fn as_text(v: &Value) -> String {
     }
 }
 
+/// What KEDA makes of a trigger metadata value: KEDA trims every parameter and treats an empty
+/// one as absent, parses numbers and booleans, and splits `k=v,...` maps. Two values with the
+/// same view mean the same to KEDA, whatever their YAML bytes (a `query: |` block scalar adds a
+/// newline that KEDA trims).
+pub(crate) fn keda_view(key: &str, text: &str) -> String {
+    use crate::keda::goparse::{canonical_header_key, json_float, parse_bool};
+    let t = text.trim();
+    if t.is_empty() {
+        return "(absent)".into();
+    }
+    let parsed = match key {
+        "threshold" | "activationThreshold" => json_float(t).ok().map(|f| format!("{f}")),
+        "ignoreNullValues" | "unsafeSsl" => parse_bool(t).ok().map(|b| b.to_string()),
+        "customHeaders" | "queryParameters" => crate::keda::prometheus::parse_keda_map(key, t)
+            .ok()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        let k = if key == "customHeaders" {
+                            canonical_header_key(k)
+                        } else {
+                            k.clone()
+                        };
+                        format!("{k}={v}")
+                    })
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
+        _ => None,
+    };
+    parsed.unwrap_or_else(|| t.to_string())
+}
+
+/// Whether a scalar from the values and a rendered metadata value mean the same to KEDA.
+fn same_to_keda(key: &str, values: &Value, rendered: &Value) -> bool {
+    match (values, rendered) {
+        (Value::Object(_) | Value::Array(_), _) | (_, Value::Object(_) | Value::Array(_)) => {
+            same(values, rendered)
+        }
+        (a, b) => keda_view(key, &as_text(a)) == keda_view(key, &as_text(b)),
+    }
+}
+
 fn same(values: &Value, rendered: &Value) -> bool {
     match (values, rendered) {
         (Value::Object(a), Value::Object(b)) => {
@@ -105,23 +150,56 @@ impl Tally {
         expected: &Value,
         rendered: Option<&Value>,
     ) {
+        self.compare_by(so, path, rendered_at, expected, rendered, None);
+    }
+
+    /// Compares a value from the values with what was rendered; with `metadata_key`, as KEDA
+    /// sees that trigger metadata key ([`keda_view`]), else as the API server stores it.
+    fn compare_by(
+        &mut self,
+        so: &Manifest,
+        path: Vec<Segment>,
+        rendered_at: String,
+        expected: &Value,
+        rendered: Option<&Value>,
+        metadata_key: Option<&str>,
+    ) {
         self.compared += 1;
         let p = format_path(&path);
         if expected.as_str().map(|s| s.contains("{{")).unwrap_or(false) {
             return;
         }
+        // An empty parameter is an absent one to KEDA, whether rendered empty or not at all.
+        if let (Some(k), None) = (metadata_key, rendered) {
+            if !expected.is_object()
+                && !expected.is_array()
+                && keda_view(k, &as_text(expected)) == "(absent)"
+            {
+                return;
+            }
+        }
         match rendered {
-            Some(r) if same(expected, r) => {}
-            Some(r) => self.findings.push(
-                Finding::new(
+            Some(r)
+                if metadata_key
+                    .map_or_else(|| same(expected, r), |k| same_to_keda(k, expected, r)) => {}
+            Some(r) => {
+                let mut finding = Finding::new(
                     "values.fidelity",
                     Status::Fail,
                     subject(so),
                     format!("{rendered_at} was altered by the chart"),
                 )
                 .with(format!("values {p} = {expected}"))
-                .with(format!("rendered {rendered_at} = {r}")),
-            ),
+                .with(format!("rendered {rendered_at} = {r}"));
+                if let (Some(k), false) = (metadata_key, expected.is_object() || r.is_object()) {
+                    finding = finding.with(format!(
+                        "as KEDA reads them (trimmed, parsed): {:?} in the values, {:?} rendered",
+                        keda_view(k, &as_text(expected)),
+                        keda_view(k, &as_text(r))
+                    ));
+                }
+                self.findings.push(finding)
+            }
             None => self.findings.push(
                 Finding::new(
                     "values.fidelity",
@@ -238,12 +316,13 @@ pub(super) fn check(ctx: &RenderContext<'_>, scaled_objects: &[&Manifest], f: &m
                         tally.fail(Finding::new("values.fidelity", Status::Fail, subject(so), format!("spec.triggers[{i}].metadata.{k} is set to a YAML {} in the values; KEDA metadata values are strings", if v.is_object() { "map" } else { "list" })).with(format!("values {} = {v}", format_path(&path))).with(format!("rendered spec.triggers[{i}].metadata.{k} = {rendered_value}")).with(if k == "customHeaders" { "write it as a string: customHeaders: \"X-Scope-OrgID=<tenant>\"".to_string() } else { "write it as a string".to_string() }));
                         continue;
                     }
-                    tally.compare(
+                    tally.compare_by(
                         so,
                         path,
                         format!("spec.triggers[{i}].metadata.{k}"),
                         v,
                         rt["metadata"].get(k),
+                        Some(k),
                     );
                 }
             }
@@ -305,4 +384,36 @@ pub(super) fn enabling_values(ctx: &RenderContext<'_>) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_block_scalar_query_means_the_same_to_keda() {
+        assert!(same_to_keda("query", &json!("sum(x)"), &json!("sum(x)\n")));
+        assert!(!same_to_keda("query", &json!("sum(x)"), &json!("sum(y)")));
+    }
+
+    #[test]
+    fn numbers_booleans_and_maps_compare_as_parsed() {
+        assert!(same_to_keda("threshold", &json!(250), &json!("250.0")));
+        assert!(!same_to_keda("threshold", &json!(250), &json!("25")));
+        assert!(same_to_keda("ignoreNullValues", &json!(false), &json!("0")));
+        assert!(same_to_keda(
+            "customHeaders",
+            &json!("x-scope-orgid=a, b=c"),
+            &json!("b=c,X-Scope-OrgID=a")
+        ));
+        assert!(!same_to_keda(
+            "customHeaders",
+            &json!("X-Scope-OrgID=a"),
+            &json!("X-Scope-OrgID=b")
+        ));
+        // A value KEDA cannot parse is compared as trimmed text.
+        assert_eq!(keda_view("threshold", " abc "), "abc");
+        assert_eq!(keda_view("query", "  "), "(absent)");
+    }
 }

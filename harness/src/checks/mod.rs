@@ -41,7 +41,7 @@ pub struct Check {
 /// Every render check, in report order.
 pub const CATALOG: &[Check] = &[
     Check { id: "chart.renders", rule: "the chart renders with real Helm and the given values" },
-    Check { id: "chart.offline-dependencies", rule: "declared dependencies absent from charts/ do not stop an offline render; enabled ones are reported" },
+    Check { id: "chart.offline-dependencies", rule: "declared dependencies absent from charts/ do not stop an offline render when disabled (an enabled one is bad input: exit 2 naming it)" },
     Check { id: "values.unread", rule: "every values key the user sets is one the chart reads" },
     Check { id: "scaledobject.present", rule: "a ScaledObject is rendered when autoscaling is expected" },
     Check { id: "keda.schema", rule: "every ScaledObject and TriggerAuthentication matches KEDA's CRD schema (no wrong types, no pruned fields)" },
@@ -53,6 +53,7 @@ pub const CATALOG: &[Check] = &[
     Check { id: "trigger.unknown-metadata", rule: "every metadata key is one the scaler reads (KEDA ignores others silently)" },
     Check { id: "trigger.expected-header", rule: "each prometheus trigger sends every expected header with its exact value" },
     Check { id: "trigger.per-replica-query", rule: "an AverageValue trigger's query is not already divided by a count of pods (the HPA would divide by the replica count again and oscillate)" },
+    Check { id: "trigger.silent-tenant", rule: "where metrics per tenant are known (repro --metrics), the tenant the trigger's X-Scope-OrgID names holds data for its query" },
     Check { id: "trigger.authentication-ref", rule: "authenticationRef names a rendered TriggerAuthentication or an explicit ClusterTriggerAuthentication" },
     Check { id: "values.fidelity", rule: "every trigger field, metadata key and spec field the values set reaches the ScaledObject unchanged" },
     Check { id: "manifest.go-printed-value", rule: "no rendered string is a Go map or slice printed as text (map[...], [a b])" },
@@ -253,9 +254,8 @@ fn offline_dependencies(ctx: &RenderContext<'_>, f: &mut Vec<Finding>) {
             .manifests
             .iter()
             .any(|m| m.kind == STUB_MARKER_KIND && m.name == *dep);
-        if enabled {
-            f.push(Finding::new("chart.offline-dependencies", Status::Warn, format!("dependency {dep}"), format!("dependency {dep} is enabled by the values but absent from charts/; its objects are not rendered offline")).with("run `helm dependency build` with network access to include it"));
-        } else {
+        // An enabled one stops the render as bad input (see `crate::render`).
+        if !enabled {
             f.push(Finding::new("chart.offline-dependencies", Status::Pass, format!("dependency {dep}"), format!("dependency {dep} is disabled and absent from charts/; an empty stand-in was used in a temporary copy")));
         }
     }

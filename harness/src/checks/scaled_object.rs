@@ -89,11 +89,7 @@ pub(super) fn admission(so: &Manifest, _ctx: &RenderContext<'_>, f: &mut Vec<Fin
     if so.name.len() > 63 {
         errors.push(format!("scaledobject name {:?} is {} characters long; must be no more than 63 characters because it is used as the \"scaledobject.keda.sh/name\" label value", so.name, so.name.len()));
     }
-    let hpa_name = spec["advanced"]["horizontalPodAutoscalerConfig"]["name"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("keda-hpa-{}", so.name));
+    let hpa_name = crate::keda::manifest::keda_hpa_name(&so.name, &so.body);
     if hpa_name.len() > 63 {
         errors.push(format!("HPA name {hpa_name:?} derived from scaledobject is {} characters long; must be no more than 63 characters; set spec.advanced.horizontalPodAutoscalerConfig.name to a shorter name or shorten the scaledobject name", hpa_name.len()));
     }

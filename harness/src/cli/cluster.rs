@@ -60,8 +60,8 @@ pub struct UpArgs {
     /// kube-controller-manager --horizontal-pod-autoscaler-downscale-stabilization.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub hpa_downscale_stabilization: Duration,
-    /// kube-controller-manager --horizontal-pod-autoscaler-tolerance.
-    #[arg(long, default_value_t = 0.1)]
+    /// kube-controller-manager --horizontal-pod-autoscaler-tolerance (0 to 1).
+    #[arg(long, default_value_t = 0.1, value_parser = parse_tolerance)]
     pub hpa_tolerance: f64,
     /// Allocatable CPU of each node.
     #[arg(long, default_value = "16")]
@@ -377,6 +377,14 @@ fn gc() -> Result<i32, InputError> {
             Ok(exit_code::PASS)
         }
         Err(e) => fail(e),
+    }
+}
+
+/// `--hpa-tolerance`: a finite fraction from 0 to 1.
+fn parse_tolerance(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && (0.0..=1.0).contains(&t) => Ok(t),
+        _ => Err(format!("{s:?} is not a tolerance from 0 to 1 (e.g. 0.1)")),
     }
 }
 

@@ -25,6 +25,25 @@ fn write_out(text: &str, out: Option<&Path>) -> Result<(), InputError> {
     }
 }
 
+/// Checks `--release` and `--namespace` before Helm sees them.
+pub(super) fn require_names(release: &str, namespace: &str) -> Result<(), InputError> {
+    if let Some(problem) = crate::names::release_problem(release) {
+        return Err(InputError::in_flag(
+            "--release",
+            problem,
+            "pass a release name such as --release tempo",
+        ));
+    }
+    if let Some(problem) = crate::names::namespace_problem(namespace) {
+        return Err(InputError::in_flag(
+            "--namespace",
+            problem,
+            "pass a namespace such as --namespace tempo",
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn render(a: RenderArgs) -> Result<i32, InputError> {
     let expected_headers = a
         .expect_header
@@ -32,6 +51,7 @@ pub(super) fn render(a: RenderArgs) -> Result<i32, InputError> {
         .map(|h| ExpectedHeader::parse(h))
         .collect::<Result<Vec<_>, _>>()?;
     require_values_files(&a.values)?;
+    require_names(&a.release, &a.namespace)?;
     let opts = RenderOptions {
         chart: a.chart,
         version: a.version,
@@ -42,6 +62,7 @@ pub(super) fn render(a: RenderArgs) -> Result<i32, InputError> {
         expected_headers,
         expect_scaled_object: false,
         helm: a.helm,
+        capabilities: a.capabilities.resolve()?,
     };
     let report = render::render(&opts)?;
     let text = match a.format {
@@ -646,6 +667,16 @@ impl RunArgs {
 /// # Errors
 /// An [`InputError`] naming `--out` when it cannot be created.
 pub(super) fn create_out_dir(dir: &std::path::Path) -> Result<(), InputError> {
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(InputError::in_flag(
+            "--out",
+            format!(
+                "{} is a symbolic link; evidence is not written through links",
+                dir.display()
+            ),
+            "pass the directory itself (or a path that does not exist yet)",
+        ));
+    }
     std::fs::create_dir_all(dir).map_err(|e| {
         InputError::in_flag(
             "--out",

@@ -92,6 +92,72 @@ pub struct RenderArgs {
     /// Show passing findings too.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Cluster capabilities to render for.
+    #[command(flatten)]
+    pub capabilities: CapabilityArgs,
+}
+
+/// Standard output closed early (`keda-conformance run | head`) or a full disk makes Rust's
+/// printing panic. Instead: everything started is stopped and removed, and the process exits
+/// 141 for a closed pipe (as a shell reports SIGPIPE) or 2 for any other write error, with one
+/// line on standard error.
+fn exit_quietly_when_output_fails() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to std") {
+            crate::cleanup::run_cleanup();
+            if message.contains("Broken pipe") {
+                std::process::exit(141);
+            }
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("error: cannot write the output: {message}\n").as_bytes(),
+            );
+            std::process::exit(exit_code::BAD_INPUT);
+        }
+        default(info);
+    }));
+}
+
+/// `--parallel`: 1 to 32 scenarios at once.
+fn parse_parallel(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=32).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number of scenarios from 1 to 32")),
+    }
+}
+
+/// The capabilities of the cluster to render for (`.Capabilities` in templates).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CapabilityArgs {
+    /// Kubernetes version the chart is rendered for (default: the local provider's).
+    #[arg(long = "kube-version")]
+    pub kube_version: Option<String>,
+    /// API versions the cluster serves beyond Kubernetes' own, as Helm's flag (repeatable or
+    /// comma-separated; default: KEDA's, as a cluster with KEDA installed serves them).
+    #[arg(long = "api-versions")]
+    pub api_versions: Vec<String>,
+}
+
+impl CapabilityArgs {
+    /// The validated capabilities.
+    ///
+    /// # Errors
+    /// An [`crate::error::InputError`] naming the malformed flag.
+    pub fn resolve(
+        &self,
+    ) -> Result<crate::chart::capabilities::Capabilities, crate::error::InputError> {
+        crate::chart::capabilities::Capabilities::from_flags(
+            self.kube_version.as_deref(),
+            &self.api_versions,
+        )
+    }
 }
 
 /// Arguments of `run`.
@@ -122,7 +188,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "local")]
     pub provider: crate::provider::ProviderKind,
     /// Fake nodes of the local cluster (default: the largest `live.nodes` of the scenarios, or 5).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub nodes: Option<u32>,
     /// Evidence directory (timelines for every live scenario, full evidence for failures).
     #[arg(long, default_value = "out")]
@@ -131,7 +197,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub keep: bool,
     /// How many live scenarios run at once (each has its own namespace and backend).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = parse_parallel)]
     pub parallel: usize,
     /// Print the exact plan (commands, charts, manifests, what is deleted afterwards) and stop.
     #[arg(long)]
@@ -189,6 +255,9 @@ pub struct ReproArgs {
     /// render checks (seconds, offline).
     #[arg(long, value_enum, default_value = "all")]
     pub tier: crate::engine::Tier,
+    /// Cluster capabilities to render for.
+    #[command(flatten)]
+    pub capabilities: CapabilityArgs,
 }
 
 /// Arguments of `qualify`.
@@ -215,7 +284,7 @@ pub struct QualifyArgs {
     #[arg(long)]
     pub suite: Vec<PathBuf>,
     /// How many live scenarios run at once (each has its own namespace and backend).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = parse_parallel)]
     pub parallel: usize,
     /// Only this Helm major (default: both).
     #[arg(long, value_parser = parse_helm)]
@@ -229,13 +298,16 @@ pub struct QualifyArgs {
     /// Evidence directory.
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
+    /// Cluster capabilities to render for.
+    #[command(flatten)]
+    pub capabilities: CapabilityArgs,
 }
 
 /// Arguments of `soak`.
 #[derive(Debug, clap::Args)]
 pub struct SoakArgs {
     /// How many times to run the suite.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub runs: u32,
     /// A scenario file or a directory of them (default: suites/default).
     #[arg(long)]
@@ -295,6 +367,7 @@ fn parse_helm(s: &str) -> Result<HelmMajor, String> {
 /// Parses the process arguments, runs the command, and returns the exit code.
 pub fn main() -> i32 {
     crate::cleanup::install_interrupt_handler();
+    exit_quietly_when_output_fails();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -83,7 +83,7 @@ pub fn plan(scenarios: &[Scenario], a: &RunArgs) -> Result<String, InputError> {
             for set in &s.set {
                 let _ = writeln!(out, "  --set {set}");
             }
-            let _ = writeln!(out, "  render: helm template {} <chart> --namespace {} (offline; absent dependencies replaced by empty stand-ins in a temporary copy)", s.release, s.namespace);
+            let _ = writeln!(out, "  render: helm template --namespace={} --kube-version={} --api-versions=<{} API versions: {}> -- {} <chart> (offline; absent dependencies replaced by empty stand-ins in a temporary copy)", s.namespace, report.capabilities.kube_version, report.capabilities.api_versions.len(), report.capabilities.describe(), s.release);
             let ms = crate::keda::manifest::split(&report.rendered).unwrap_or_default();
             for m in ms
                 .iter()
@@ -110,7 +110,7 @@ pub fn plan(scenarios: &[Scenario], a: &RunArgs) -> Result<String, InputError> {
                 _ => "the backend",
             };
             let _ = writeln!(out, "  backend: start Cortex {} (Mimir API, auth enabled) on 127.0.0.1 for this scenario", toolchain::CORTEX.version());
-            let _ = writeln!(out, "  install: helm install {} <chart> --namespace {}-h{}-<id> --create-namespace{} -f <override>", s.release, s.name, helm.0.number(), s.values.iter().map(|f| format!(" -f {}", f.display())).collect::<String>());
+            let _ = writeln!(out, "  install: helm install --create-namespace --namespace={}-h{}-<id>{} --values=<override> -- {} <chart>", s.name, helm.0.number(), s.values.iter().map(|f| format!(" --values={}", f.display())).collect::<String>(), s.release);
             let _ = writeln!(
                 out,
                 "    override: every trigger's metadata.serverAddress -> {where_to}"
@@ -122,7 +122,7 @@ pub fn plan(scenarios: &[Scenario], a: &RunArgs) -> Result<String, InputError> {
             {
                 let _ = writeln!(out, "  step: {}", describe(st));
             }
-            let _ = writeln!(out, "  afterwards: helm uninstall {} --namespace <ns>; delete Namespace <ns>; stop Cortex{}", s.release, if endpoint.map(|e| e != MetricsEndpoint::Backend).unwrap_or(false) { " and the mock" } else { "" });
+            let _ = writeln!(out, "  afterwards: helm uninstall --namespace=<ns> --wait --timeout=60s -- {}; delete Namespace <ns>; stop Cortex{}", s.release, if endpoint.map(|e| e != MetricsEndpoint::Backend).unwrap_or(false) { " and the mock" } else { "" });
         }
     }
     if live {

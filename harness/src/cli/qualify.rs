@@ -135,6 +135,7 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
     let values = absolute(&a.values);
     let chart = super::commands::absolute(&a.chart);
     let mut chart_lineage: Option<String> = None;
+    let capabilities = a.capabilities.resolve()?;
     for &helm in &helms {
         let report = render::render(&RenderOptions {
             chart: a.chart.clone(),
@@ -146,6 +147,7 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
             expected_headers: expected.clone(),
             expect_scaled_object: true,
             helm,
+            capabilities: capabilities.clone(),
         })?;
         if chart_lineage.is_none() {
             chart_lineage = lineage(&report);
@@ -192,6 +194,7 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
                 expected_headers: Vec::new(),
                 expect_scaled_object: true,
                 helm,
+                capabilities: capabilities.clone(),
             })?;
             let prev_lineage = lineage(&prev_report);
             if prev_lineage.is_none() {
@@ -362,6 +365,9 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
         }
     }
     let mut plan_rows = Vec::new();
+    // From here an interrupt stops each derived run at its current step, which writes the
+    // evidence it has (as `run` does); the summary then reports what was reached.
+    let graceful = crate::cleanup::GracefulStop::begin();
     // The derived runs are independent (own namespace, own backend): up to --parallel at once,
     // reported in plan order.
     let outcomes = {
@@ -414,14 +420,29 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
             }
         }
     }
+    let interrupted = crate::cleanup::is_interrupted();
+    drop(graceful);
     let crate::engine::LiveContext { runtime, env, .. } = ctx;
     runtime.block_on(env.stop());
+    // One redactor for every output: every value from a Secret any rendered chart holds.
+    let mut reports: Vec<&RenderReport> = plans.iter().map(|p| &p.report).collect();
+    if let Ok(results) = &suite_results {
+        reports.extend(results.iter().filter_map(|r| r.render.as_ref()));
+    }
+    let redactor = crate::report::redactor_for(&reports);
     suite_results?;
     rows.extend(plan_rows);
     suite_rows.extend(not_applicable);
     suite_rows.sort_by(|x, y| (&x.check, x.helm.number()).cmp(&(&y.check, y.helm.number())));
     rows.extend(suite_rows);
-    summarise(&a, &rows)
+    let code = summarise(&a, &rows, &redactor)?;
+    // Interrupted: what was gathered is written above (rows of the scenarios that stopped say
+    // so); the exit code says the run did not finish.
+    Ok(if interrupted {
+        exit_code::INTERRUPTED
+    } else {
+        code
+    })
 }
 
 fn verdict_word(v: Verdict) -> (&'static str, &'static str) {
@@ -434,7 +455,11 @@ fn verdict_word(v: Verdict) -> (&'static str, &'static str) {
 
 /// Prints the table, writes Markdown and JUnit, and returns the exit code: 0 only when no
 /// row failed (not-applicable rows do not count against the release).
-fn summarise(a: &QualifyArgs, rows: &[Row]) -> Result<i32, InputError> {
+fn summarise(
+    a: &QualifyArgs,
+    rows: &[Row],
+    redactor: &crate::redact::Redactor,
+) -> Result<i32, InputError> {
     let all = rows.iter().all(|r| r.verdict != Verdict::Fail);
     let counts = |v: Verdict| rows.iter().filter(|r| r.verdict == v).count();
     let tally = format!(
@@ -443,7 +468,6 @@ fn summarise(a: &QualifyArgs, rows: &[Row]) -> Result<i32, InputError> {
         counts(Verdict::Fail),
         counts(Verdict::NotApplicable)
     );
-    let redactor = crate::redact::Redactor::default();
     let width = rows.iter().map(|r| r.check.len()).max().unwrap_or(5).max(5);
     let mut text = String::new();
     let _ = writeln!(
@@ -478,7 +502,8 @@ fn summarise(a: &QualifyArgs, rows: &[Row]) -> Result<i32, InputError> {
                 r.check,
                 r.helm.number(),
                 verdict_word(r.verdict).1,
-                r.detail.replace('|', "\\|")
+                // Redacted before it is escaped, so an escaped secret cannot slip through.
+                redactor.apply(&r.detail).replace('|', "\\|")
             );
         }
         let _ = writeln!(
@@ -560,6 +585,8 @@ mod tests {
             helm: "3".into(),
             release: "tempo".into(),
             namespace: "tempo".into(),
+            capabilities: Default::default(),
+            gated_api_versions: Default::default(),
             verdict: Default::default(),
             rendered: rendered.into(),
             helm_time: Default::default(),

@@ -9,9 +9,10 @@ use crate::scenario::Scenario;
 
 pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
     super::commands::require_values_files(&a.values)?;
+    super::commands::require_names(&a.release, "tempo")?;
     // What the reporter meant: the headers their values configure (whatever the chart renders).
     let intended = crate::repro::intended_headers(&a.values)?;
-    let report = render::render(&RenderOptions {
+    let mut report = render::render(&RenderOptions {
         chart: a.chart.clone(),
         version: a.version.clone(),
         values_files: a.values.clone(),
@@ -21,6 +22,7 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
         expected_headers: intended.clone(),
         expect_scaled_object: true,
         helm: a.helm,
+        capabilities: a.capabilities.resolve()?,
     })?;
     let Some(trigger) = report.verdict.requests.first().cloned() else {
         print!("{}", verdict_markdown(&report, None, false));
@@ -46,6 +48,9 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
         }
         None => default_metrics(&trigger, &seed_tenants),
     };
+    if let Some(finding) = crate::repro::silent_tenant_finding(&trigger, &metrics) {
+        report.verdict.findings.push(finding);
+    }
     let values: Vec<String> = a
         .values
         .iter()
@@ -98,9 +103,13 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
     let nodes = (max as u32).clamp(3, 10);
     let (runtime, env) = super::commands::local_live("repro", nodes)?;
     super::commands::create_out_dir(&a.out)?;
+    // An interrupt stops the run at its current step, which writes the evidence it has; the
+    // verdict is still printed (marked interrupted) and the exit code is 130, as in `run`.
+    let graceful = crate::cleanup::GracefulStop::begin();
     let outcome = runtime.block_on(crate::live::run::run(
         &env, &scenario, a.helm, &report, &a.out,
     ));
+    drop(graceful);
     runtime.block_on(env.stop());
     let passed = outcome.reasons.is_empty() && report.status() != Status::Fail;
     let text = crate::report::redactor_for(&[&report]).apply(&verdict_markdown(
@@ -109,6 +118,13 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
         passed,
     ));
     print!("{text}");
+    if let Some(at) = &outcome.interrupted {
+        println!(
+            "\nInterrupted during {at}; the evidence gathered by then is under {}.",
+            a.out.display()
+        );
+        return Ok(exit_code::INTERRUPTED);
+    }
     Ok(if passed {
         exit_code::PASS
     } else {

@@ -27,6 +27,42 @@ impl CrdSchemas {
     /// # Errors
     /// A message when the directory or a CRD cannot be read.
     pub fn load(dir: &Path) -> Result<Self, String> {
+        // The CRDs' YAML is large; their v1alpha1 schemas are kept beside them as JSON, which
+        // reads several times faster. The cache is rebuilt when any CRD file is newer.
+        let cache = dir.join(".schemas-v1alpha1.json");
+        let newest_crd = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().and_then(|x| x.to_str()) == Some("yaml"))
+            .filter_map(|e| e.metadata().ok()?.modified().ok())
+            .max();
+        let cache_fresh = std::fs::metadata(&cache)
+            .and_then(|m| m.modified())
+            .ok()
+            .zip(newest_crd)
+            .is_some_and(|(c, n)| c >= n);
+        if cache_fresh {
+            if let Some(schemas) = std::fs::read(&cache)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<BTreeMap<String, Value>>(&b).ok())
+                .filter(|s| !s.is_empty())
+            {
+                return Ok(Self { schemas });
+            }
+        }
+        let loaded = Self::load_yaml(dir)?;
+        if let Ok(json) = serde_json::to_vec(&loaded.schemas) {
+            // Written whole, then renamed: a concurrent reader sees the old file or the new.
+            let tmp = dir.join(format!(".schemas-v1alpha1.json.{}", std::process::id()));
+            if std::fs::write(&tmp, json).is_ok() && std::fs::rename(&tmp, &cache).is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Parses the CRDs' YAML.
+    fn load_yaml(dir: &Path) -> Result<Self, String> {
         let mut schemas = BTreeMap::new();
         let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         for entry in entries.filter_map(|e| e.ok()) {

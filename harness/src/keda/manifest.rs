@@ -85,3 +85,13 @@ impl Manifest {
         self.api_version == "keda.sh/v1alpha1" && self.kind == kind
     }
 }
+
+/// The name of the HPA KEDA creates for a ScaledObject: its
+/// `spec.advanced.horizontalPodAutoscalerConfig.name`, else `keda-hpa-<name>`.
+pub fn keda_hpa_name(scaled_object_name: &str, body: &serde_json::Value) -> String {
+    body["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("keda-hpa-{scaled_object_name}"))
+}

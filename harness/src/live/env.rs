@@ -2,6 +2,7 @@
 //! multi-tenant Mimir-API backend and KEDA, started once and torn down at the end.
 
 use crate::backend::cortex::MimirApiBackend;
+use crate::chart::capabilities::Capabilities;
 use crate::install::keda::{Keda, KedaPaths};
 use crate::provider::local::{self, LocalCluster, LocalOptions};
 use crate::stack::StackConfig;
@@ -41,6 +42,8 @@ pub struct LiveEnv {
     pub startup: Vec<(String, Duration)>,
     /// HPA timing of the control plane (the oracle and deadlines need it).
     pub hpa: crate::stack::HpaTiming,
+    /// What the cluster serves, read once by discovery ([`LiveEnv::capabilities`]).
+    capabilities: tokio::sync::OnceCell<Capabilities>,
 }
 
 impl std::fmt::Debug for LiveEnv {
@@ -110,12 +113,52 @@ impl LiveEnv {
             client,
             startup,
             hpa,
+            capabilities: tokio::sync::OnceCell::new(),
         })
     }
 
     /// An admin client.
     pub fn client(&self) -> &kube::Client {
         &self.client
+    }
+
+    /// The cluster's capabilities as Helm would see them when installing: its version and
+    /// every group/version (and group/version/Kind) its discovery serves. Read once.
+    ///
+    /// # Errors
+    /// The API server's error when discovery fails.
+    pub async fn capabilities(&self) -> Result<&Capabilities, kube::Error> {
+        self.capabilities
+            .get_or_try_init(|| async {
+                let version = self.client.apiserver_version().await?.git_version;
+                let mut served = std::collections::BTreeSet::new();
+                let mut group_versions = Vec::new();
+                for v in self.client.list_core_api_versions().await?.versions {
+                    group_versions.push(v);
+                }
+                for g in self.client.list_api_groups().await?.groups {
+                    group_versions.extend(g.versions.into_iter().map(|v| v.group_version));
+                }
+                for gv in group_versions {
+                    let resources = if gv.contains('/') {
+                        self.client.list_api_group_resources(&gv).await
+                    } else {
+                        self.client.list_core_api_resources(&gv).await
+                    };
+                    if let Ok(resources) = resources {
+                        served.extend(
+                            resources
+                                .resources
+                                .iter()
+                                .filter(|r| !r.name.contains('/'))
+                                .map(|r| format!("{gv}/{}", r.kind)),
+                        );
+                    }
+                    served.insert(gv);
+                }
+                Ok(Capabilities::of_cluster(version, served))
+            })
+            .await
     }
 
     /// Starts a fresh Mimir-API backend (Cortex) for one scenario, so tenants' data never
@@ -242,6 +285,31 @@ impl LiveEnv {
             }
             (Err(_), true) => {
                 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+                use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+                // The cluster's own external metrics (another adapter, or a KEDA that is not
+                // ready) would be replaced by ours and then deleted: refuse instead.
+                let apiservices: kube::Api<APIService> = kube::Api::all(client.clone());
+                if let Ok(Some(theirs)) = apiservices.get_opt(EXTERNAL_METRICS_APISERVICE).await {
+                    let served_by = theirs
+                        .spec
+                        .and_then(|s| s.service)
+                        .map(|svc| {
+                            format!(
+                                "Service {}/{}",
+                                svc.namespace.unwrap_or_default(),
+                                svc.name.unwrap_or_default()
+                            )
+                        })
+                        .unwrap_or_else(|| "the API server itself".into());
+                    return Err(InputError::in_environment(
+                        "--install-keda",
+                        format!("the cluster already has the APIService {EXTERNAL_METRICS_APISERVICE} (served by {served_by}); KEDA as host processes would take it over, and the cluster's own external metrics would stop"),
+                        "make KEDA in the cluster ready and run without --install-keda, or remove that APIService yourself first",
+                    )
+                    .into());
+                }
+                let services: kube::Api<k8s_openapi::api::core::v1::Service> =
+                    kube::Api::namespaced(client.clone(), crate::install::keda::NAMESPACE);
                 let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
                 let existing: Vec<String> = crds
                     .list(&Default::default())
@@ -274,8 +342,13 @@ impl LiveEnv {
                     ca_cert,
                     ca_key,
                 };
-                let keda = Keda::start(&client, &paths, Duration::from_secs(120)).await?;
-                startup.push(("KEDA (host processes)".to_string(), t.elapsed()));
+                let service_existed = keda_ns_existed
+                    && services
+                        .list(&Default::default())
+                        .await
+                        .map(|l| !l.items.is_empty())
+                        .unwrap_or(true);
+                let started = Keda::start(&client, &paths, Duration::from_secs(120)).await;
                 let now: Vec<String> = crds
                     .list(&Default::default())
                     .await
@@ -286,10 +359,18 @@ impl LiveEnv {
                             .collect()
                     })
                     .unwrap_or_default();
-                created.push((
-                    "APIService".to_string(),
-                    "v1beta1.external.metrics.k8s.io".to_string(),
-                ));
+                if apiservices
+                    .get_opt(EXTERNAL_METRICS_APISERVICE)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some()
+                {
+                    created.push((
+                        "APIService".to_string(),
+                        EXTERNAL_METRICS_APISERVICE.to_string(),
+                    ));
+                }
                 for c in now
                     .into_iter()
                     .filter(|c| c.ends_with("keda.sh") && !existing.contains(c))
@@ -301,8 +382,24 @@ impl LiveEnv {
                         "Namespace".to_string(),
                         crate::install::keda::NAMESPACE.to_string(),
                     ));
+                } else if !service_existed {
+                    if let Ok(list) = services.list(&Default::default()).await {
+                        for svc in list.items.into_iter().filter_map(|s| s.metadata.name) {
+                            created.push(("Service".to_string(), svc));
+                        }
+                    }
                 }
-                Some(keda)
+                match started {
+                    Ok(keda) => {
+                        startup.push(("KEDA (host processes)".to_string(), t.elapsed()));
+                        Some(keda)
+                    }
+                    Err(e) => {
+                        // A half-made install is removed before the error is reported.
+                        delete_created(&client, &mut created).await;
+                        return Err(e.into());
+                    }
+                }
             }
         };
         Ok(Self {
@@ -315,6 +412,7 @@ impl LiveEnv {
             client,
             startup,
             hpa,
+            capabilities: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -332,19 +430,93 @@ impl LiveEnv {
         if let Some(k) = self.keda.take() {
             k.stop(Duration::from_secs(5)).await;
         }
-        for (kind, name) in self.created.drain(..).rev() {
-            let dp = kube::api::DeleteParams::default();
-            let _ = match kind.as_str() {
-                "APIService" => kube::Api::<k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService>::all(self.client.clone()).delete(&name, &dp).await.map(|_| ()),
-                "CustomResourceDefinition" => kube::Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(self.client.clone()).delete(&name, &dp).await.map(|_| ()),
-                "Namespace" => kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone()).delete(&name, &dp).await.map(|_| ()),
-                _ => Ok(()),
-            };
-        }
+        delete_created(&self.client, &mut self.created).await;
         drop(self.temp.take());
         if let Some(c) = self.cluster.take() {
             c.down().await;
         }
+    }
+}
+
+/// The APIService KEDA's metrics adapter serves.
+const EXTERNAL_METRICS_APISERVICE: &str = "v1beta1.external.metrics.k8s.io";
+
+/// Deletes what a run created on an existing cluster, newest first. KEDA's objects may carry
+/// KEDA's finalizers, which nobody handles once KEDA is stopped: those left in the CRDs this
+/// run created lose their finalizers first, so the CRDs and namespaces can go.
+async fn delete_created(client: &kube::Client, created: &mut Vec<(String, String)>) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let dp = kube::api::DeleteParams::default();
+    for (_, name) in created
+        .iter()
+        .filter(|(k, _)| k == "CustomResourceDefinition")
+    {
+        let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+        let Ok(crd) = crds.get(name).await else {
+            continue;
+        };
+        let Some(version) = crd.spec.versions.first().map(|v| v.name.clone()) else {
+            continue;
+        };
+        let resource = kube::api::ApiResource {
+            group: crd.spec.group.clone(),
+            version: version.clone(),
+            api_version: format!("{}/{version}", crd.spec.group),
+            kind: crd.spec.names.kind.clone(),
+            plural: crd.spec.names.plural.clone(),
+        };
+        let objects: kube::Api<kube::api::DynamicObject> =
+            kube::Api::all_with(client.clone(), &resource);
+        if let Ok(list) = objects.list(&Default::default()).await {
+            for o in list.items {
+                if o.metadata.finalizers.as_ref().is_none_or(|f| f.is_empty()) {
+                    continue;
+                }
+                let (Some(n), ns) = (o.metadata.name.clone(), o.metadata.namespace.clone()) else {
+                    continue;
+                };
+                let api: kube::Api<kube::api::DynamicObject> = match &ns {
+                    Some(ns) => kube::Api::namespaced_with(client.clone(), ns, &resource),
+                    None => kube::Api::all_with(client.clone(), &resource),
+                };
+                let patch = serde_json::json!({"metadata": {"finalizers": null}});
+                let _ = api
+                    .patch(
+                        &n,
+                        &kube::api::PatchParams::default(),
+                        &kube::api::Patch::Merge(&patch),
+                    )
+                    .await;
+            }
+        }
+    }
+    for (kind, name) in created.drain(..).rev() {
+        let _ = match kind.as_str() {
+            "APIService" => kube::Api::<
+                k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService,
+            >::all(client.clone())
+            .delete(&name, &dp)
+            .await
+            .map(|_| ()),
+            "CustomResourceDefinition" => {
+                kube::Api::<CustomResourceDefinition>::all(client.clone())
+                    .delete(&name, &dp)
+                    .await
+                    .map(|_| ())
+            }
+            "Namespace" => kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+                .delete(&name, &dp)
+                .await
+                .map(|_| ()),
+            "Service" => kube::Api::<k8s_openapi::api::core::v1::Service>::namespaced(
+                client.clone(),
+                crate::install::keda::NAMESPACE,
+            )
+            .delete(&name, &dp)
+            .await
+            .map(|_| ()),
+            _ => Ok(()),
+        };
     }
 }
 

@@ -5,4 +5,5 @@ pub mod env;
 pub mod observe;
 pub mod run;
 pub mod seeder;
+pub mod tenancy;
 pub mod timeline;

@@ -209,7 +209,12 @@ pub async fn events(client: &kube::Client, ns: &str) -> Result<Vec<EventLine>, k
 }
 
 /// A plain-text dump of the autoscaling state of one ScaledObject, for evidence and failures.
-pub async fn describe(client: &kube::Client, ns: &str, scaled_object_name: &str) -> String {
+pub async fn describe(
+    client: &kube::Client,
+    ns: &str,
+    scaled_object_name: &str,
+    hpa_name: &str,
+) -> String {
     let mut out = String::new();
     match scaled_object(client, ns, scaled_object_name).await {
         Ok(Some(so)) => {
@@ -227,8 +232,7 @@ pub async fn describe(client: &kube::Client, ns: &str, scaled_object_name: &str)
         )),
         Err(e) => out.push_str(&format!("ScaledObject {ns}/{scaled_object_name}: {e}\n")),
     }
-    let hpa_name = format!("keda-hpa-{scaled_object_name}");
-    match hpa(client, ns, &hpa_name).await {
+    match hpa(client, ns, hpa_name).await {
         Ok(Some(h)) => {
             let st = h.status.clone().unwrap_or_default();
             out.push_str(&format!(

@@ -5,6 +5,7 @@
 use super::env::LiveEnv;
 use super::observe::{self, Workload};
 use super::seeder::Seeder;
+use super::tenancy;
 use super::timeline::{self, Sample};
 use crate::backend::cortex::{MimirApiBackend, PROMETHEUS_PREFIX};
 use crate::backend::query::{instant, keda_value};
@@ -49,6 +50,8 @@ pub struct LiveOutcome {
     /// What an upgrade to another lineage's chart did to the cluster, one finding per aspect
     /// (empty unless an `upgrade` step changed the scale target).
     pub lineage_upgrade: Vec<UpgradeFinding>,
+    /// An empty answer to KEDA's query, and the seeded tenants that hold data for it.
+    pub empty_answer: Option<super::tenancy::EmptyAnswerFinding>,
 }
 
 /// The reason a step reports when the run is interrupted while it runs.
@@ -94,6 +97,12 @@ pub struct StepLatency {
 #[derive(Debug, Clone)]
 struct Target {
     scaled_object: String,
+    /// The HPA KEDA creates for it (its configured name, else `keda-hpa-<ScaledObject>`).
+    hpa: String,
+    /// What the ScaledObject's HPA behavior does to scale-up and scale-down timing.
+    scale_up: crate::oracle::DirectionDelay,
+    /// See `scale_up`.
+    scale_down: crate::oracle::DirectionDelay,
     workload: Workload,
     selector: String,
     trigger: TriggerRequest,
@@ -103,6 +112,19 @@ struct Target {
 }
 
 impl Target {
+    /// How long the HPA holds back a change up (`up`) or down, beyond its sync period: the
+    /// stabilization window the ScaledObject's behavior sets (else the controller's: 0 up,
+    /// its downscale stabilization down) plus the time its scaling policies take.
+    fn delay(&self, up: bool, env: &LiveEnv) -> Duration {
+        let d = if up { self.scale_up } else { self.scale_down };
+        let default = if up {
+            Duration::ZERO
+        } else {
+            env.hpa.downscale_stabilization
+        };
+        d.stabilization.unwrap_or(default) + d.policies
+    }
+
     /// The headers the trigger sends (its customHeaders and the auth header from its
     /// TriggerAuthentication), as KEDA names them.
     fn headers(&self) -> Vec<(String, String)> {
@@ -178,8 +200,13 @@ fn target_from_render(
         max_replicas: int(&spec["maxReplicaCount"]).unwrap_or(100).max(0) as u32,
         tolerance,
     };
+    let behavior = &spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"];
+    let span = model.max_replicas.saturating_sub(model.hpa_min()).max(1);
     Ok(Target {
         scaled_object: so.name.clone(),
+        hpa: manifest::keda_hpa_name(&so.name, &so.body),
+        scale_up: crate::oracle::direction_delay(behavior, "scaleUp", span),
+        scale_down: crate::oracle::direction_delay(behavior, "scaleDown", span),
         workload: Workload {
             kind,
             name,
@@ -277,20 +304,29 @@ pub async fn run(
             let so = manifests.iter().find(|m| m.is_keda("ScaledObject"));
             let installs = scenario.steps.iter().any(|s| matches!(s, Step::Install(_)));
             if let (Some(so), true, true) = (so, installs, e.contains("is not rendered")) {
-                keda_on_missing_target(
-                    env,
-                    scenario,
-                    helm,
-                    &namespace,
-                    render,
-                    &so.name,
-                    &mut outcome,
-                )
-                .await;
+                keda_on_missing_target(env, scenario, helm, &namespace, render, so, &mut outcome)
+                    .await;
             }
             return outcome;
         }
     };
+    // The render tier judged what Helm rendered for `render.capabilities`; the install asks
+    // the cluster itself. Say so when the two would differ for this chart.
+    match env.capabilities().await {
+        Ok(live) => {
+            for d in render
+                .capabilities
+                .differences(live, &render.gated_api_versions)
+            {
+                outcome.observations.push(format!(
+                    "warning: the render tier and the cluster disagree on capabilities: {d}; the install renders for the cluster (render with --kube-version/--api-versions of the cluster to judge the same manifests)"
+                ));
+            }
+        }
+        Err(e) => outcome.observations.push(format!(
+            "warning: the cluster's capabilities could not be read: {e}"
+        )),
+    }
     let client = env.client().clone();
     let backend = match env.start_backend(&namespace).await {
         Ok(b) => b,
@@ -344,6 +380,7 @@ pub async fn run(
     let live_steps: Vec<&Step> = scenario.steps.iter().filter(|s| s.is_live()).collect();
     let step_count = live_steps.len();
     let mut reached = 0;
+    let mut empty_answer_checked = false;
     for (index, step) in live_steps.iter().copied().enumerate() {
         let mut step_claims: Option<Vec<Claim>> = None;
         // Interrupted between steps (during the backend's start or an install): stop here.
@@ -526,6 +563,56 @@ pub async fn run(
         };
         reached += 1;
         let interrupted = matches!(&result, Err(r) if r == INTERRUPTED);
+        // After the first replica expectation, the seeds before it are in the backend: an
+        // empty answer to KEDA's query now is a tenant with no data (see `tenancy`).
+        let mut result = result;
+        if matches!(step, Step::ExpectReplicas(_)) && !empty_answer_checked && !interrupted {
+            empty_answer_checked = true;
+            let seeded: Vec<String> = live_steps[..index]
+                .iter()
+                .filter_map(|s| match s {
+                    Step::Seed(seed)
+                        if !seed.series.is_empty() || !seed.per_ready_pod.is_empty() =>
+                    {
+                        Some(seed.tenant.clone())
+                    }
+                    _ => None,
+                })
+                .collect();
+            let asks_backend = !matches!(
+                endpoint.as_ref().map(|i| i.metrics),
+                Some(MetricsEndpoint::Mock)
+            );
+            let finding = if asks_backend {
+                tenancy::check(
+                    &target.query_client(),
+                    &backend.prometheus_url(),
+                    &target.trigger.config.query,
+                    &target.headers(),
+                    &seeded,
+                )
+                .await
+            } else {
+                None
+            };
+            if let Some(f) = finding {
+                match tenancy::judge(
+                    &f,
+                    scenario.live.empty_answer,
+                    target.trigger.config.ignore_null_values,
+                ) {
+                    Ok(Some(warning)) => outcome.observations.push(warning),
+                    Ok(None) => {}
+                    Err(failure) => {
+                        result = Err(match result {
+                            Ok(line) => format!("{failure} (the workload did reach what that answer calls for: {line})"),
+                            Err(e) => format!("{failure}; {e}"),
+                        });
+                    }
+                }
+                outcome.empty_answer = Some(f);
+            }
+        }
         outcome.claims.extend(step_claims.unwrap_or_else(|| {
             step.claims()
                 .into_iter()
@@ -582,10 +669,7 @@ pub async fn run(
     } else {
         "FAIL"
     };
-    if std::fs::create_dir_all(&dir).is_ok() {
-        // Evidence is for the owner only (it names clusters, tenants and queries).
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    if private_dir_no_links(&dir).is_ok() {
         let _ = std::fs::write(dir.join("timeline.csv"), timeline::csv(&outcome.timeline));
         let _ = std::fs::write(
             dir.join("timeline.svg"),
@@ -610,8 +694,9 @@ pub async fn run(
         outcome.evidence_dir = Some(dir);
     }
     if installed.is_some() {
-        outcome.final_state = crate::report::redactor_for(&[render])
-            .apply(&observe::describe(&client, &namespace, &target.scaled_object).await);
+        outcome.final_state = crate::report::redactor_for(&[render]).apply(
+            &observe::describe(&client, &namespace, &target.scaled_object, &target.hpa).await,
+        );
     }
     if let Some(m) = &mock {
         outcome.requests = keda_requests(m).iter().map(redacted).collect();
@@ -634,6 +719,26 @@ pub async fn run(
     outcome
 }
 
+/// Creates `dir` (and missing parents) for evidence, owner-only (it names clusters, tenants and
+/// queries). A symbolic link there is refused, never followed: evidence written through a link
+/// planted in `--out` would land, with its permissions changed, wherever the link points.
+pub fn private_dir_no_links(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Ok(m) = std::fs::symlink_metadata(dir) {
+        if m.file_type().is_symlink() {
+            return Err(std::io::Error::other(format!(
+                "{} is a symbolic link; evidence is not written through links",
+                dir.display()
+            )));
+        }
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 /// Installs a chart whose ScaledObject scales a workload the chart does not render, waits
 /// (up to 60 s) for KEDA to mark the ScaledObject not Ready, and records KEDA's condition and
 /// events as observations and its final state; then removes the release and namespace.
@@ -643,9 +748,11 @@ async fn keda_on_missing_target(
     helm: HelmMajor,
     namespace: &str,
     render: &RenderReport,
-    so_name: &str,
+    so: &manifest::Manifest,
     outcome: &mut LiveOutcome,
 ) {
+    let so_name = so.name.as_str();
+    let hpa_name = manifest::keda_hpa_name(&so.name, &so.body);
     let client = env.client().clone();
     let backend = match env.start_backend(namespace).await {
         Ok(b) => b,
@@ -703,7 +810,7 @@ async fn keda_on_missing_target(
         ));
     }
     outcome.final_state = crate::report::redactor_for(&[render])
-        .apply(&observe::describe(&client, namespace, so_name).await);
+        .apply(&observe::describe(&client, namespace, so_name, &hpa_name).await);
     remove_release(env, &h, &client, &scenario.release, namespace, true).await;
 }
 
@@ -721,12 +828,11 @@ async fn remove_release(
         let _ = helm.run(
             &[
                 "uninstall".into(),
-                release.to_string(),
-                "--namespace".into(),
-                namespace.to_string(),
+                format!("--namespace={namespace}"),
                 "--wait".into(),
-                "--timeout".into(),
-                "60s".into(),
+                "--timeout=60s".into(),
+                "--".into(),
+                release.to_string(),
             ],
             Some(&env.kubeconfig()),
         );
@@ -967,7 +1073,7 @@ async fn install(
         &scenario.values,
         &values,
     )?;
-    args.push("--create-namespace".into());
+    args.insert(1, "--create-namespace".into());
     let kubeconfig = env.kubeconfig();
     let h2 = h.clone();
     let out = tokio::task::spawn_blocking(move || h2.run(&args, Some(&kubeconfig)))
@@ -1037,15 +1143,11 @@ fn spawn_sampler(
                 .await
                 .unwrap_or_default();
             let (value, expected) = oracle(&http, &base, &target, r.spec, r.ready).await;
-            let hpa_desired = observe::hpa(
-                &client,
-                &target.workload.namespace,
-                &format!("keda-hpa-{}", target.scaled_object),
-            )
-            .await
-            .ok()
-            .flatten()
-            .and_then(|h| h.status.map(|s| s.desired_replicas));
+            let hpa_desired = observe::hpa(&client, &target.workload.namespace, &target.hpa)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|h| h.status.map(|s| s.desired_replicas));
             if let Ok(mut s) = shared.lock() {
                 let step = s.step.clone();
                 s.samples.push(Sample {
@@ -1065,12 +1167,12 @@ fn spawn_sampler(
 }
 
 /// The default deadline for reaching a replica count: one polling interval (activation), the
-/// HPA's sync periods for scale-up, its downscale stabilization for scale-down, and room for
-/// pods to become Ready.
+/// HPA's sync periods, the slower direction's delay from the ScaledObject's HPA behavior
+/// (stabilization window and scaling policies), and room for pods to become Ready.
 fn default_deadline(env: &LiveEnv, target: &Target) -> Duration {
     target.polling
         + env.hpa.sync_period * 4
-        + env.hpa.downscale_stabilization
+        + target.delay(true, env).max(target.delay(false, env))
         + Duration::from_secs(30)
 }
 
@@ -1131,11 +1233,7 @@ async fn expect_replicas(
                 } else {
                     Duration::ZERO
                 } + env.hpa.sync_period
-                    + if down {
-                        env.hpa.downscale_stabilization
-                    } else {
-                        Duration::ZERO
-                    };
+                    + target.delay(!down, env);
                 if let Ok(mut s) = shared.lock() {
                     let step = format!(
                         "expect {}",
@@ -1261,7 +1359,7 @@ async fn expect_condition(
     let ns = &target.workload.namespace;
     loop {
         let conditions = if c.on == "hpa" {
-            observe::hpa(client, ns, &format!("keda-hpa-{}", target.scaled_object))
+            observe::hpa(client, ns, &target.hpa)
                 .await
                 .ok()
                 .flatten()
@@ -1376,7 +1474,7 @@ async fn write_evidence(
     w("rendered.yaml", &render.rendered);
     w(
         "state.txt",
-        &observe::describe(client, namespace, &target.scaled_object).await,
+        &observe::describe(client, namespace, &target.scaled_object, &target.hpa).await,
     );
     let (op, ad) = env.keda_logs(400);
     w("keda-operator.log", &op);
@@ -1547,6 +1645,7 @@ async fn new_lineage_target(
         expected_headers: Vec::new(),
         expect_scaled_object: true,
         helm,
+        capabilities: crate::chart::capabilities::Capabilities::default(),
     };
     let report = tokio::task::spawn_blocking(move || crate::render::render(&opts))
         .await
@@ -1709,7 +1808,7 @@ async fn upgrade_across(
             }
         ),
     });
-    let old_hpa = format!("keda-hpa-{}", old.scaled_object);
+    let old_hpa = old.hpa.clone();
     let old_hpa_gone = !after.hpas.iter().any(|h| h.name == old_hpa);
     let hpa_orphans: Vec<String> = after
         .orphans()
@@ -1803,28 +1902,37 @@ fn release_args(
     let tmp =
         crate::cleanup::TempDir::new("keda-conformance-values-").map_err(|e| e.to_string())?;
     let override_file = tmp.path().join(format!("{verb}-override.yaml"));
-    std::fs::write(
-        &override_file,
-        serde_yaml_ng::to_string(values).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
-    let mut args: Vec<String> = vec![
-        verb.into(),
-        scenario.release.clone(),
-        chart_dir.display().to_string(),
-        "--namespace".into(),
-        namespace.into(),
-    ];
+    // The override may hold values from Secrets: owner-only, like its directory.
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&override_file)
+            .map_err(|e| e.to_string())?;
+        f.write_all(
+            serde_yaml_ng::to_string(values)
+                .map_err(|e| e.to_string())?
+                .as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    // Values joined to their flags, release and chart after `--`: nothing from a scenario can
+    // become another Helm flag. Callers add flags with `insert(1, ..)`.
+    let mut args: Vec<String> = vec![verb.into(), format!("--namespace={namespace}")];
     for f in files {
-        args.push("-f".into());
-        args.push(
+        args.push(format!(
+            "--values={}",
             std::fs::canonicalize(f)
                 .unwrap_or_else(|_| f.clone())
                 .display()
-                .to_string(),
-        );
+        ));
     }
-    args.push("-f".into());
-    args.push(override_file.display().to_string());
+    args.push(format!("--values={}", override_file.display()));
+    args.push("--".into());
+    args.push(scenario.release.clone());
+    args.push(chart_dir.display().to_string());
     Ok((args, tmp))
 }

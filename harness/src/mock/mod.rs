@@ -46,6 +46,19 @@ pub enum Behaviour {
     Forward(String),
 }
 
+impl Behaviour {
+    /// Why this answer cannot be served, if it cannot (a status outside HTTP's 100-599).
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            Behaviour::Status { code, .. } if !(100..=599).contains(code) => Some(format!(
+                "mock status {code} is not an HTTP status (100 to 599)"
+            )),
+            Behaviour::Delay { then, .. } => then.problem(),
+            _ => None,
+        }
+    }
+}
+
 /// One request the mock received.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recorded {

@@ -184,16 +184,16 @@ pub fn list_in(root: &Path) -> Vec<Entry> {
     entries
 }
 
-/// Kills every process that still names a run directory (its components, whose process
-/// groups are killed too) and removes the directory. Meant for directories whose owner is
-/// gone.
+/// Kills the components a run directory's owner started (their process groups) and removes
+/// the directory. Meant for directories whose owner is gone.
 ///
 /// # Errors
 /// When the directory cannot be removed.
 pub fn remove(dir: &Path) -> Result<(), ProviderError> {
-    // Every component's command line names files in its run directory, so this finds them
-    // without trusting recorded pids (which may have been reused since).
-    process::kill_groups(&process::pids_referencing(dir));
+    // Only processes we started: recorded in the directory's pid files, still leading their
+    // own group, and still naming the directory (a reused pid does not). A user's
+    // `tail -f <dir>/logs/...` names the directory too, and is left alone.
+    process::kill_groups(&process::components_of(dir));
     match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -280,6 +280,59 @@ impl OwnedRunDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
+
+    /// Whether `pid` is alive and not a zombie.
+    fn alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
+            .is_some_and(|r| !r.starts_with('Z'))
+    }
+
+    #[test]
+    fn removing_a_run_directory_kills_its_components_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("logs")).unwrap();
+        let log = dir.path().join("logs/etcd.log");
+        std::fs::write(&log, "").unwrap();
+        // A component: its own group, a pid file, its command line names the directory.
+        let mut ours = std::process::Command::new("/bin/sh")
+            .args(["-c", &format!("exec tail -f {}", log.display())])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        std::fs::write(dir.path().join("logs/etcd.pid"), ours.id().to_string()).unwrap();
+        // A user's `tail -f` of the same log, leading its own group too, with no pid file.
+        let mut theirs = std::process::Command::new("tail")
+            .arg("-f")
+            .arg(&log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        // Both must have the log open (each is then running what it was started for) before
+        // the directory goes.
+        let holds_log = |pid: u32| {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.flatten()
+                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == log))
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !(holds_log(ours.id()) && holds_log(theirs.id()))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(holds_log(ours.id()) && holds_log(theirs.id()));
+        assert_eq!(process::components_of(dir.path()), vec![ours.id()]);
+        remove(dir.path()).unwrap();
+        let status = ours.wait().unwrap();
+        assert!(std::os::unix::process::ExitStatusExt::signal(&status).is_some());
+        assert!(alive(theirs.id()), "a process we did not start was killed");
+        let _ = theirs.kill();
+        let _ = theirs.wait();
+    }
 
     #[test]
     fn names_are_dns_label_like() {

@@ -162,12 +162,17 @@ pub fn render_json(r: &RenderReport) -> String {
         },
         report: r,
     };
-    let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-    redactor_for(&[r]).apply(&text)
+    // Redacted string by string before serializing (escaping), and the text once more.
+    let redactor = redactor_for(&[r]);
+    let mut value = serde_json::to_value(&doc).unwrap_or_default();
+    redactor.apply_json(&mut value);
+    let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    redactor.apply(&text)
 }
 
 /// The JUnit report of one render: one test case per check.
 pub fn render_junit(r: &RenderReport) -> String {
+    let redactor = redactor_for(&[r]);
     let mut suite = quick_junit::TestSuite::new(format!("render {} {}", r.chart, r.helm));
     for check in CATALOG {
         let findings: Vec<&Finding> = r
@@ -191,19 +196,24 @@ pub fn render_junit(r: &RenderReport) -> String {
         } else {
             let mut st =
                 quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Failure);
+            // Redacted before quick_junit escapes it for XML.
             st.set_message(
-                failed
-                    .iter()
-                    .map(|f| format!("{}: {}", f.subject, f.message))
-                    .collect::<Vec<_>>()
-                    .join("; "),
+                redactor.apply(
+                    &failed
+                        .iter()
+                        .map(|f| format!("{}: {}", f.subject, f.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
             );
             st.set_description(
-                failed
-                    .iter()
-                    .flat_map(|f| f.evidence.clone())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                redactor.apply(
+                    &failed
+                        .iter()
+                        .flat_map(|f| f.evidence.clone())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                ),
             );
             quick_junit::TestCase::new(format!("{}: {}", check.id, check.rule), st)
         };
@@ -213,7 +223,7 @@ pub fn render_junit(r: &RenderReport) -> String {
     let mut report = quick_junit::Report::new("keda-conformance");
     report.add_test_suite(suite);
     let text = report.to_string().unwrap_or_default();
-    redactor_for(&[r]).apply(&text)
+    redactor.apply(&text)
 }
 
 fn run_redactor(results: &[ScenarioResult]) -> Redactor {
@@ -351,7 +361,8 @@ pub fn run_json(results: &[ScenarioResult]) -> String {
         .iter()
         .filter(|r| r.live.as_ref().is_some_and(|l| l.interrupted.is_some()))
         .count();
-    let text = serde_json::to_string_pretty(&Doc {
+    let redactor = run_redactor(results);
+    let mut value = serde_json::to_value(Doc {
         schema: "keda-conformance/run/v1",
         passed,
         failed: results.len() - passed - interrupted,
@@ -359,13 +370,19 @@ pub fn run_json(results: &[ScenarioResult]) -> String {
         scenarios: results,
     })
     .unwrap_or_default();
-    run_redactor(results).apply(&text)
+    // Redacted string by string before serializing (escaping), and the text once more.
+    redactor.apply_json(&mut value);
+    let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    redactor.apply(&text)
 }
 
 /// The JUnit report of a scenario run: per scenario and Helm major (the class name), one
 /// test case named by what the scenario proves, and one per claim it makes (skipped when its
 /// step was never reached).
 pub fn run_junit(results: &[ScenarioResult]) -> String {
+    // Every text is redacted before quick_junit escapes it for XML, and the XML once more.
+    let redactor = run_redactor(results);
+    let red = |t: String| redactor.apply(&t);
     let mut suite = quick_junit::TestSuite::new("keda-conformance run");
     for r in results {
         let name = r.proves.clone().unwrap_or_else(|| r.name.clone());
@@ -374,9 +391,9 @@ pub fn run_junit(results: &[ScenarioResult]) -> String {
         } else {
             let mut st =
                 quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Failure);
-            st.set_message(r.reasons.join("; "));
+            st.set_message(red(r.reasons.join("; ")));
             if let Some(rep) = &r.render {
-                st.set_description(
+                st.set_description(red(
                     rep.verdict
                         .findings
                         .iter()
@@ -392,7 +409,7 @@ pub fn run_junit(results: &[ScenarioResult]) -> String {
                         })
                         .collect::<Vec<_>>()
                         .join("\n"),
-                );
+                ));
             }
             quick_junit::TestCase::new(name, st)
         };
@@ -409,7 +426,7 @@ pub fn run_junit(results: &[ScenarioResult]) -> String {
                     let mut st = quick_junit::TestCaseStatus::non_success(
                         quick_junit::NonSuccessKind::Failure,
                     );
-                    st.set_message(evidence.clone());
+                    st.set_message(red(evidence.clone()));
                     st
                 }
                 Verdict::NotReached => {
@@ -421,7 +438,7 @@ pub fn run_junit(results: &[ScenarioResult]) -> String {
             let mut c = quick_junit::TestCase::new(claim.name.clone(), status);
             c.set_classname(r.name.clone());
             if let Verdict::Held(detail) = &claim.verdict {
-                c.set_system_out(detail.clone());
+                c.set_system_out(red(detail.clone()));
             }
             suite.add_test_case(c);
         }
@@ -429,7 +446,7 @@ pub fn run_junit(results: &[ScenarioResult]) -> String {
     let mut report = quick_junit::Report::new("keda-conformance");
     report.add_test_suite(suite);
     let text = report.to_string().unwrap_or_default();
-    run_redactor(results).apply(&text)
+    redactor.apply(&text)
 }
 
 #[cfg(test)]

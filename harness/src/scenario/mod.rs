@@ -253,13 +253,18 @@ impl<'de> Deserialize<'de> for Span {
             serde_yaml_ng::Value::Number(n) => format!("{n}s"),
             _ => String::new(),
         };
-        crate::keda::goparse::parse_go_duration(&text)
-            .map(Span)
-            .map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "{text:?} is not a duration; write e.g. 90s, 2m or 1m30s"
-                ))
-            })
+        let d = crate::keda::goparse::parse_go_duration(&text).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a duration; write e.g. 90s, 2m or 1m30s"
+            ))
+        })?;
+        // Deadlines are added to clocks: a scenario step longer than a day is a typo.
+        if d > std::time::Duration::from_secs(24 * 3600) {
+            return Err(serde::de::Error::custom(format!(
+                "{text:?} is longer than a day; write a duration a live step can wait, e.g. 90s or 10m"
+            )));
+        }
+        Ok(Span(d))
     }
 }
 
@@ -438,6 +443,24 @@ pub struct LiveSettings {
     /// Fake nodes (default: enough for maxReplicaCount under hard anti-affinity).
     #[serde(default)]
     pub nodes: Option<u32>,
+    /// What an empty answer to KEDA's query means (default `warn`).
+    #[serde(default)]
+    pub empty_answer: EmptyAnswer,
+}
+
+/// What a scenario makes of an empty answer to KEDA's query (the tenant KEDA asks holds no data
+/// for it), checked after the first `expect_replicas`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmptyAnswer {
+    /// A warning in the report, naming the seeded tenants that hold data for the query.
+    #[default]
+    Warn,
+    /// A failure when seeded tenants other than KEDA's hold data for the query (a silent
+    /// tenant); a warning otherwise. What `repro` and `qualify` derive.
+    Fail,
+    /// The point of the scenario (e.g. a tenant with no data floors at the minimum).
+    Expected,
 }
 
 /// Expectations of a render step.
@@ -544,6 +567,30 @@ impl Scenario {
                 "rename it, e.g. name: compactor-sends-tenant-header",
             ));
         }
+        if !s.name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Err(bad(
+                "name:",
+                format!(
+                    "scenario name {:?} must start with a letter or digit",
+                    s.name
+                ),
+                "rename it, e.g. name: compactor-sends-tenant-header",
+            ));
+        }
+        if let Some(problem) = crate::names::release_problem(&s.release) {
+            return Err(bad(
+                "release:",
+                problem,
+                "write a release name such as release: tempo",
+            ));
+        }
+        if let Some(problem) = crate::names::namespace_problem(&s.namespace) {
+            return Err(bad(
+                "namespace:",
+                problem,
+                "write a namespace such as namespace: tempo",
+            ));
+        }
         if s.steps.is_empty() {
             return Err(bad(
                 "steps:",
@@ -557,6 +604,20 @@ impl Scenario {
                 "helm lists no versions".into(),
                 "write helm: [3, 4] or remove the key",
             ));
+        }
+        for step in &s.steps {
+            let answer = match step {
+                Step::SetMock(b) => Some(("set_mock", b)),
+                Step::Install(i) => i.mock.as_ref().map(|b| ("mock:", b)),
+                _ => None,
+            };
+            if let Some((needle, problem)) = answer.and_then(|(n, b)| b.problem().map(|p| (n, p))) {
+                return Err(bad(
+                    needle,
+                    problem,
+                    "answer with a status such as {status: {code: 500, body: \"boom\"}}",
+                ));
+            }
         }
         let mut installed = false;
         for (i, step) in s.steps.iter().enumerate() {

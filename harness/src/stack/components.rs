@@ -126,9 +126,9 @@ impl Ports {
         format!("https://127.0.0.1:{}", self.apiserver)
     }
 
-    /// etcd's client URL.
+    /// etcd's client URL (TLS, client certificates required).
     pub fn etcd_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.etcd_client)
+        format!("https://127.0.0.1:{}", self.etcd_client)
     }
 }
 
@@ -136,11 +136,20 @@ fn p(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// etcd: a single member on loopback, fsync off (the data is thrown away with the run).
-pub fn etcd_args(layout: &Layout, ports: &Ports) -> Vec<String> {
-    let peer = format!("http://127.0.0.1:{}", ports.etcd_peer);
+/// etcd: a single member on loopback, fsync off (the data is thrown away with the run); TLS
+/// on client and peer ports, and only clients with a certificate from the cluster CA.
+pub fn etcd_args(layout: &Layout, pki: &Pki, ports: &Ports) -> Vec<String> {
+    let peer = format!("https://127.0.0.1:{}", ports.etcd_peer);
     vec![
         "--name=default".into(),
+        format!("--cert-file={}", p(&pki.etcd_cert)),
+        format!("--key-file={}", p(&pki.etcd_key)),
+        "--client-cert-auth=true".into(),
+        format!("--trusted-ca-file={}", p(&pki.ca_cert)),
+        format!("--peer-cert-file={}", p(&pki.etcd_cert)),
+        format!("--peer-key-file={}", p(&pki.etcd_key)),
+        "--peer-client-cert-auth=true".into(),
+        format!("--peer-trusted-ca-file={}", p(&pki.ca_cert)),
         format!("--data-dir={}", p(&layout.etcd_data)),
         format!("--listen-client-urls={}", ports.etcd_url()),
         format!("--advertise-client-urls={}", ports.etcd_url()),
@@ -160,6 +169,9 @@ pub fn etcd_args(layout: &Layout, ports: &Ports) -> Vec<String> {
 pub fn apiserver_args(layout: &Layout, pki: &Pki, ports: &Ports) -> Vec<String> {
     vec![
         format!("--etcd-servers={}", ports.etcd_url()),
+        format!("--etcd-cafile={}", p(&pki.ca_cert)),
+        format!("--etcd-certfile={}", p(&pki.etcd_client_cert)),
+        format!("--etcd-keyfile={}", p(&pki.etcd_client_key)),
         "--bind-address=127.0.0.1".into(),
         "--advertise-address=127.0.0.1".into(),
         format!("--secure-port={}", ports.apiserver),
@@ -285,6 +297,11 @@ mod tests {
             front_proxy_ca_key: pki_dir.join("front-proxy-ca.key"),
             front_proxy_client_cert: pki_dir.join("front-proxy-client.crt"),
             front_proxy_client_key: pki_dir.join("front-proxy-client.key"),
+            etcd_cert: pki_dir.join("etcd.crt"),
+            etcd_key: pki_dir.join("etcd.key"),
+            etcd_client_cert: pki_dir.join("apiserver-etcd-client.crt"),
+            etcd_client_key: pki_dir.join("apiserver-etcd-client.key"),
+            etcd_client_identity_pem: String::new(),
             service_account_key: pki_dir.join("sa.key"),
             service_account_pub: pki_dir.join("sa.pub"),
             dir: pki_dir,
@@ -325,9 +342,12 @@ mod tests {
     #[test]
     fn every_component_listens_on_loopback_only() {
         let (layout, pki, ports) = fixture();
-        let etcd = etcd_args(&layout, &ports).join(" ");
-        assert!(etcd.contains("--listen-client-urls=http://127.0.0.1:20001"));
-        assert!(etcd.contains("--listen-peer-urls=http://127.0.0.1:20002"));
+        let etcd = etcd_args(&layout, &pki, &ports).join(" ");
+        assert!(etcd.contains("--listen-client-urls=https://127.0.0.1:20001"));
+        assert!(etcd.contains("--listen-peer-urls=https://127.0.0.1:20002"));
+        // Secrets live in etcd: only clients with a certificate from the cluster CA.
+        assert!(etcd.contains("--client-cert-auth=true"));
+        assert!(etcd.contains("--peer-client-cert-auth=true"));
         for args in [
             apiserver_args(&layout, &pki, &ports),
             controller_manager_args(&layout, &pki, &ports, &HpaTiming::default()),
@@ -353,7 +373,8 @@ mod tests {
             "--requestheader-group-headers=X-Remote-Group",
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             "--secure-port=20003",
-            "--etcd-servers=http://127.0.0.1:20001",
+            "--etcd-servers=https://127.0.0.1:20001",
+            "--etcd-certfile=/run/kc/pki/apiserver-etcd-client.crt",
             "--service-cluster-ip-range=10.96.0.0/12",
         ] {
             assert!(args.contains(&want.to_string()), "missing {want}: {args:?}");

@@ -118,7 +118,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             _ => return Err(bad()),
         };
         rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(value * scale).map_err(|_| bad())?;
+        total = total
+            .checked_add(Duration::try_from_secs_f64(value * scale).map_err(|_| bad())?)
+            .ok_or_else(bad)?;
     }
     Ok(total)
 }

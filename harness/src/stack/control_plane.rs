@@ -155,10 +155,23 @@ impl ControlPlane {
             &layout,
             components::ETCD,
             &binaries.etcd,
-            components::etcd_args(&layout, &ports),
+            components::etcd_args(&layout, &pki, &ports),
         )?];
+        // etcd's health is read the way the API server reads etcd: TLS, with a client
+        // certificate from the cluster CA.
+        let tls_error = |e: reqwest::Error| StackError::Client {
+            path: layout.pki.clone(),
+            source: Box::new(e),
+        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).map_err(tls_error)?,
+            )
+            .identity(
+                reqwest::Identity::from_pem(pki.etcd_client_identity_pem.as_bytes())
+                    .map_err(tls_error)?,
+            )
             .build()
             .map_err(|e| StackError::Client {
                 path: layout.kubeconfig.clone(),

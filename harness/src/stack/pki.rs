@@ -52,6 +52,16 @@ pub struct Pki {
     pub front_proxy_client_cert: PathBuf,
     /// Front-proxy client key (`--proxy-client-key-file`).
     pub front_proxy_client_key: PathBuf,
+    /// etcd's certificate (serving and peer: server and client auth, for 127.0.0.1).
+    pub etcd_cert: PathBuf,
+    /// etcd's key.
+    pub etcd_key: PathBuf,
+    /// kube-apiserver's client certificate for etcd (`--etcd-certfile`).
+    pub etcd_client_cert: PathBuf,
+    /// kube-apiserver's client key for etcd (`--etcd-keyfile`).
+    pub etcd_client_key: PathBuf,
+    /// The etcd client certificate and key as one PEM (the harness's own health probe).
+    pub etcd_client_identity_pem: String,
     /// Service-account signing key (PKCS#8).
     pub service_account_key: PathBuf,
     /// Service-account public key (SubjectPublicKeyInfo).
@@ -215,6 +225,27 @@ impl Pki {
             "front-proxy client certificate",
         )?;
 
+        // etcd answers only TLS clients with a certificate from the cluster CA (Secrets live
+        // in etcd: no other local user may read them).
+        let mut etcd = leaf_params("etcd", None, ExtendedKeyUsagePurpose::ServerAuth);
+        etcd.extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
+        etcd.subject_alt_names = vec![
+            SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            SanType::DnsName("localhost".try_into().map_err(|source| StackError::Pki {
+                what: "etcd certificate",
+                source,
+            })?),
+        ];
+        let (etcd_pem, etcd_key_pem) = issue(&ca, &etcd, "etcd certificate")?;
+        let etcd_client = leaf_params(
+            "kube-apiserver-etcd-client",
+            None,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        );
+        let (etcd_client_pem, etcd_client_key_pem) =
+            issue(&ca, &etcd_client, "etcd client certificate")?;
+
         let sa = key("service-account key")?;
 
         let pki = Self {
@@ -229,6 +260,11 @@ impl Pki {
             front_proxy_ca_key: dir.join("front-proxy-ca.key"),
             front_proxy_client_cert: dir.join("front-proxy-client.crt"),
             front_proxy_client_key: dir.join("front-proxy-client.key"),
+            etcd_cert: dir.join("etcd.crt"),
+            etcd_key: dir.join("etcd.key"),
+            etcd_client_cert: dir.join("apiserver-etcd-client.crt"),
+            etcd_client_key: dir.join("apiserver-etcd-client.key"),
+            etcd_client_identity_pem: format!("{etcd_client_pem}{etcd_client_key_pem}"),
             service_account_key: dir.join("sa.key"),
             service_account_pub: dir.join("sa.pub"),
             ca_pem: ca.pem.clone(),
@@ -246,6 +282,10 @@ impl Pki {
             (&pki.front_proxy_ca_key, front_proxy_ca.key_pem.as_str()),
             (&pki.front_proxy_client_cert, proxy_pem.as_str()),
             (&pki.front_proxy_client_key, proxy_key_pem.as_str()),
+            (&pki.etcd_cert, etcd_pem.as_str()),
+            (&pki.etcd_key, etcd_key_pem.as_str()),
+            (&pki.etcd_client_cert, etcd_client_pem.as_str()),
+            (&pki.etcd_client_key, etcd_client_key_pem.as_str()),
             (&pki.service_account_key, sa.serialize_pem().as_str()),
             (&pki.service_account_pub, sa.public_key_pem().as_str()),
         ] {
@@ -277,7 +317,7 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();
-        assert_eq!(files.len(), 12, "{files:?}");
+        assert_eq!(files.len(), 16, "{files:?}");
         for f in files {
             assert_eq!(mode(&f), 0o600, "{}", f.display());
         }

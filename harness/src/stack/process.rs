@@ -303,6 +303,45 @@ pub fn pids_referencing(path: &Path) -> Vec<u32> {
     pids
 }
 
+/// The components a run directory's owner started that are still alive: pids recorded in
+/// `*.pid` files anywhere under `dir` that still lead their own process group and whose
+/// command line still names `dir`. Any other process that merely mentions the directory (a
+/// user's `tail -f <dir>/logs/etcd.log`) is not ours and is never listed; a recycled pid fails
+/// the command-line test.
+pub fn components_of(dir: &Path) -> Vec<u32> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() && e.path().extension().is_some_and(|x| x == "pid") {
+                files.push(e.path());
+            }
+        }
+    }
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let mut pids: Vec<u32> = files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok()?.trim().parse::<u32>().ok())
+        .filter(|pid| *pid > 1 && *pid != std::process::id())
+        .filter(|pid| {
+            let leads_group = nix::unistd::getpgid(Some(Pid::from_raw(*pid as i32)))
+                .is_ok_and(|g| g.as_raw() == *pid as i32);
+            let names_dir = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| !needle.is_empty() && c.windows(needle.len()).any(|w| w == needle));
+            leads_group && names_dir
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
 /// Sends SIGKILL to the process group led by each pid, and to the pid itself.
 pub fn kill_groups(pids: &[u32]) {
     for pid in pids {
@@ -359,14 +398,49 @@ mod tests {
         let pgid = nix::unistd::getpgid(Some(Pid::from_raw(pid as i32))).unwrap();
         assert_eq!(pgid.as_raw(), pid as i32, "own process group");
         assert!(p.exit_status().is_none());
-        // Right after spawn the child may still be between setpriv's exec and the shell's.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while pids_referencing(dir.path()) != vec![pid] && Instant::now() < deadline {
+        // Right after spawn the child may still be setpriv, or between setpriv's exec and the
+        // shell's (when its command line reads empty). Wait for the one state asserted: the
+        // group leader has become the shell, whose command line is then fixed.
+        let shell_runs = || {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sh")
+                && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !shell_runs() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
+        assert!(shell_runs(), "the child never became the shell");
         assert_eq!(pids_referencing(dir.path()), vec![pid]);
         drop(p);
         assert!(pids_referencing(dir.path()).is_empty());
+        // The whole group dies: SIGKILL reaches the shell's `sleep` too (its exit is
+        // asynchronous, so wait for it; zombies, reaped by init, do not count).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !live_group_members(pid).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            live_group_members(pid).is_empty(),
+            "{:?}",
+            live_group_members(pid)
+        );
+    }
+
+    /// Pids of processes in group `pgid` that are not zombies.
+    fn live_group_members(pgid: u32) -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|p| {
+                let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                    return false;
+                };
+                // Fields after the command name's closing parenthesis: state, ppid, pgrp, ...
+                let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                fields.first() != Some(&"Z") && fields.get(2) == Some(&pgid.to_string().as_str())
+            })
+            .collect()
     }
 
     #[test]

@@ -427,3 +427,34 @@ fn sigint_during_repro_writes_partial_evidence_and_exits_130() {
     assert!(dir.join("timeline.csv").is_file());
     run.assert_nothing_left("after SIGINT during repro");
 }
+
+/// Ctrl-C in `qualify` (issue 15: it exited 1): the scenarios stop at their step and write
+/// their evidence, the summary table is still printed with what was reached, the exit code is
+/// 130 and nothing is left behind.
+#[test]
+fn sigint_during_qualify_prints_the_summary_and_exits_130() {
+    let mut run = LiveRun::start_with(&[
+        "qualify",
+        "--chart",
+        "fixtures/charts/compactor-1x",
+        "-f",
+        "fixtures/values/compactor-live-tenant-a.yaml",
+        "--helm",
+        "3",
+        "--suite",
+        "suites/styles",
+    ]);
+    run.wait_for("step 3/");
+    std::thread::sleep(Duration::from_secs(2));
+    run.signal(Signal::SIGINT);
+    let (code, stdout, stderr, run) = run.finish(Duration::from_secs(60));
+    assert_eq!(
+        code,
+        Some(130),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        stderr.join("\n")
+    );
+    assert!(stdout.contains("qualification: FAIL"), "{stdout}");
+    assert!(stdout.contains("interrupted"), "{stdout}");
+    run.assert_nothing_left("after SIGINT during qualify");
+}

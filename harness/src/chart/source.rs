@@ -58,21 +58,40 @@ pub fn prepare(path: &Path, version: Option<&str>) -> Result<PreparedChart, Inpu
         let Some(v) = version else {
             return Err(not_a_chart(path, "directory has no Chart.yaml"));
         };
-        let found = std::fs::read_dir(path)
+        let mut matching: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| not_a_chart(path, format!("cannot read directory: {e}")))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| {
+            .filter(|p| {
                 p.file_name()
                     .map(|n| n.to_string_lossy().ends_with(&format!("-{v}.tgz")))
                     .unwrap_or(false)
             })
-            .ok_or_else(|| {
-                InputError::in_flag(
-                    "--version",
-                    format!("no packaged chart ending in -{v}.tgz in {}", path.display()),
-                    "pass a version that is present, or point --chart at the chart itself",
-                )
-            })?;
+            .collect();
+        matching.sort();
+        // Several charts of that version (`tempo-1.0.0.tgz`, `tempo-distributed-1.0.0.tgz`):
+        // picking one silently could judge the wrong chart.
+        if matching.len() > 1 {
+            return Err(InputError::in_flag(
+                "--version",
+                format!(
+                    "several packaged charts in {} end in -{v}.tgz: {}",
+                    path.display(),
+                    matching
+                        .iter()
+                        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "point --chart at the one to use",
+            ));
+        }
+        let found = matching.pop().ok_or_else(|| {
+            InputError::in_flag(
+                "--version",
+                format!("no packaged chart ending in -{v}.tgz in {}", path.display()),
+                "pass a version that is present, or point --chart at the chart itself",
+            )
+        })?;
         let t = extract(&found)?;
         let dir = single_chart_dir(t.path(), &found)?;
         temp = Some(t);

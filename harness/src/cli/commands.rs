@@ -19,9 +19,33 @@ fn write_out(text: &str, out: Option<&Path>) -> Result<(), InputError> {
             )
         }),
         None => {
-            print!("{text}");
+            print!("{}", crate::report::terminal_safe(text));
             Ok(())
         }
+    }
+}
+
+/// Checks before a run that a report file can be written where `flag` says: its directory
+/// exists and the path is not a directory (a long live run must not fail at its very end).
+pub(super) fn require_output_path(flag: &str, path: &std::path::Path) -> Result<(), InputError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let problem = if path.is_dir() {
+        Some(format!("{} is a directory", path.display()))
+    } else if !parent.is_dir() {
+        Some(format!("the directory {} does not exist", parent.display()))
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(InputError::in_flag(
+            flag,
+            p,
+            "pass a file path in an existing directory",
+        )),
+        None => Ok(()),
     }
 }
 
@@ -91,6 +115,9 @@ pub(super) fn suites_dir() -> PathBuf {
 }
 
 pub(super) fn run(a: RunArgs) -> Result<i32, InputError> {
+    if let Some(j) = &a.junit {
+        require_output_path("--junit", j)?;
+    }
     let suite = a
         .suite
         .clone()
@@ -116,7 +143,7 @@ pub(super) fn run(a: RunArgs) -> Result<i32, InputError> {
         Format::Json => report::run_json(&results),
         Format::Junit => report::run_junit(&results),
     };
-    print!("{text}");
+    print!("{}", report::terminal_safe(&text));
     if let Some(j) = &a.junit {
         std::fs::write(j, report::run_junit(&results)).map_err(|e| {
             InputError::in_flag(
@@ -551,7 +578,13 @@ pub(super) fn require_values_files(files: &[PathBuf]) -> Result<(), InputError> 
             f,
             None,
             None,
-            "values file does not exist",
+            if f.is_dir() {
+                "is a directory, not a values file"
+            } else if f.exists() {
+                "is not a regular file (a pipe or device cannot be a values file)"
+            } else {
+                "values file does not exist"
+            },
             "pass an existing values file with -f",
         )),
         None => Ok(()),

@@ -396,7 +396,7 @@ pub fn main() -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::report::terminal_safe(&e.to_string()));
             exit_code::BAD_INPUT
         }
     }

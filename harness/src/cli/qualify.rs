@@ -116,6 +116,11 @@ fn suites(a: &QualifyArgs) -> Vec<PathBuf> {
 pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
     super::commands::require_values_files(&a.values)?;
     super::commands::require_values_files(&a.previous_values)?;
+    for (flag, path) in [("--markdown", &a.markdown), ("--junit", &a.junit)] {
+        if let Some(p) = path {
+            super::commands::require_output_path(flag, p)?;
+        }
+    }
     let helms: Vec<HelmMajor> = a
         .helm
         .map(|h| vec![h])
@@ -491,7 +496,7 @@ fn summarise(
         "qualification: {} ({tally})",
         if all { "PASS" } else { "FAIL" }
     );
-    print!("{}", redactor.apply(&text));
+    print!("{}", crate::report::terminal_safe(&redactor.apply(&text)));
     if let Some(path) = &a.markdown {
         let mut md =
             String::from("| check | Helm | provider | verdict | detail |\n|---|---|---|---|---|\n");

@@ -25,7 +25,10 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
         capabilities: a.capabilities.resolve()?,
     })?;
     let Some(trigger) = report.verdict.requests.first().cloned() else {
-        print!("{}", verdict_markdown(&report, None, false));
+        print!(
+            "{}",
+            crate::report::terminal_safe(&verdict_markdown(&report, None, false))
+        );
         println!("\nNo ScaledObject with a prometheus trigger that KEDA can parse is rendered, so there is nothing to run live; the render checks above say why.");
         return Ok(exit_code::FAILED);
     };
@@ -86,7 +89,7 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
         let passed = report.status() != Status::Fail;
         let text =
             crate::report::redactor_for(&[&report]).apply(&verdict_markdown(&report, None, passed));
-        print!("{text}");
+        print!("{}", crate::report::terminal_safe(&text));
         println!("\nLive tier not run (`--tier render`); run without it to see what KEDA does with this chart.");
         return Ok(if passed {
             exit_code::PASS
@@ -117,7 +120,7 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
         Some(&outcome),
         passed,
     ));
-    print!("{text}");
+    print!("{}", crate::report::terminal_safe(&text));
     if let Some(at) = &outcome.interrupted {
         println!(
             "\nInterrupted during {at}; the evidence gathered by then is under {}.",

@@ -20,6 +20,21 @@ pub enum Format {
     Junit,
 }
 
+/// Text made safe for a terminal: control characters other than newline and tab (ANSI escape
+/// sequences from a chart's values or templates, carriage returns that overwrite a line) are
+/// shown as `\u{..}` instead of being interpreted.
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A redactor that knows every secret in a render report.
 pub fn redactor_for(reports: &[&RenderReport]) -> Redactor {
     let mut r = Redactor::default();
@@ -393,23 +408,22 @@ pub fn run_junit(results: &[ScenarioResult]) -> String {
                 quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Failure);
             st.set_message(red(r.reasons.join("; ")));
             if let Some(rep) = &r.render {
-                st.set_description(red(
-                    rep.verdict
-                        .findings
-                        .iter()
-                        .filter(|f| f.status == Status::Fail)
-                        .map(|f| {
-                            format!(
-                                "{} {}: {} {}",
-                                f.check,
-                                f.subject,
-                                f.message,
-                                f.evidence.join(" | ")
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                ));
+                st.set_description(red(rep
+                    .verdict
+                    .findings
+                    .iter()
+                    .filter(|f| f.status == Status::Fail)
+                    .map(|f| {
+                        format!(
+                            "{} {}: {} {}",
+                            f.check,
+                            f.subject,
+                            f.message,
+                            f.evidence.join(" | ")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")));
             }
             quick_junit::TestCase::new(name, st)
         };
@@ -452,6 +466,14 @@ pub fn run_junit(results: &[ScenarioResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escape_sequences_are_shown_not_interpreted() {
+        assert_eq!(
+            terminal_safe("a\u{1b}[31mred\rb\nc\td"),
+            "a\\u{1b}[31mred\\u{d}b\nc\td"
+        );
+    }
     use crate::claim::Claim;
 
     fn result(passed: bool, claims: Vec<Claim>) -> ScenarioResult {

@@ -820,13 +820,23 @@ pub fn load_suite(path: &Path) -> Result<Vec<Scenario>, InputError> {
                     "check the --suite path",
                 )
             })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
+            // Regular files only (not followed through links): a FIFO named x.yaml would
+            // block the read forever.
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.path())
             .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
             .collect();
         f.sort();
         f
     } else if path.is_file() {
         vec![path.to_path_buf()]
+    } else if path.exists() {
+        return Err(InputError::in_flag(
+            "--suite",
+            format!("{} is not a regular file or a directory", path.display()),
+            "pass a scenario file or a directory of them",
+        ));
     } else {
         return Err(InputError::in_flag(
             "--suite",

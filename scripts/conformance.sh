@@ -24,7 +24,7 @@ else
 fi
 setup=$!
 trap 'kill "$setup" 2>/dev/null || true' EXIT
-cargo build --quiet --bin keda-conformance
+cargo build --release --quiet --bin keda-conformance
 wait "$setup"
 trap - EXIT
-exec ./target/debug/keda-conformance run "$@"
+exec ./target/release/keda-conformance run "$@"

@@ -106,8 +106,6 @@ pub fn render(opts: &RenderOptions) -> Result<RenderReport, InputError> {
     let chart = source::prepare(&opts.chart, opts.version.as_deref())?;
     let helm = Helm::locate(opts.helm)?;
     let crd_dir = toolchain::keda_crd_dir()?;
-    // KEDA's schemas load while Helm renders (two cores, two independent jobs).
-    let crds = std::thread::spawn(move || CrdSchemas::load(&crd_dir));
     let values_files: Vec<PathBuf> = opts
         .values_files
         .iter()
@@ -160,16 +158,6 @@ pub fn render(opts: &RenderOptions) -> Result<RenderReport, InputError> {
             return Ok(report);
         }
     };
-    let crds = crds
-        .join()
-        .unwrap_or_else(|_| Err("loading KEDA's CRDs panicked".into()))
-        .map_err(|e| {
-            InputError::in_environment(
-                format!("KEDA {} CRDs", toolchain::KEDA_VERSION),
-                e,
-                "run `scripts/setup.sh` again",
-            )
-        })?;
     let manifests = match manifest::split(&stream) {
         Ok(m) => m,
         Err(e) => {
@@ -183,6 +171,23 @@ pub fn render(opts: &RenderOptions) -> Result<RenderReport, InputError> {
             return Ok(report);
         }
     };
+    // Only the schemas of the KEDA kinds this chart renders.
+    let keda_kinds: Vec<&str> = manifests
+        .iter()
+        .filter(|m| {
+            m.body["apiVersion"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("keda.sh/"))
+        })
+        .map(|m| m.kind.as_str())
+        .collect();
+    let crds = CrdSchemas::load_kinds(&crd_dir, Some(&keda_kinds)).map_err(|e| {
+        InputError::in_environment(
+            format!("KEDA {} CRDs", toolchain::KEDA_VERSION),
+            e,
+            "run `scripts/setup.sh` again",
+        )
+    })?;
     // A dependency the values enable but charts/ lacks renders as an empty stand-in: the
     // verdict would judge a chart without it. That is an input to fix, not a finding.
     let enabled_missing: Vec<&String> = chart

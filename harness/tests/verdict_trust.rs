@@ -10,29 +10,10 @@
 //!   at render;
 //! - an enabled dependency missing from charts/ is bad input naming it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn harness(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_keda-conformance"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("harness runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{harness, root, text};
 
 const COMPACTOR: &str = "fixtures/charts/styles/compactor-1x-wild";
 const BACKEND_WORKER: &str = "fixtures/charts/styles/backend-worker-3x-wild";

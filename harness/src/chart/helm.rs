@@ -207,24 +207,32 @@ impl Helm {
                 .take()
                 .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
         );
-        let started = std::time::Instant::now();
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Ok(status),
-                Ok(None) if started.elapsed() > limit => {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pgid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                    let _ = child.wait();
-                    break Err(format!(
-                        "Helm did not finish within {}s and was stopped (a template that loops without end?)",
-                        limit.as_secs()
-                    ));
-                }
-                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
-                Err(e) => break Err(e.to_string()),
+        // A watchdog kills the group at the deadline unless told first that Helm has exited;
+        // this thread blocks in wait(), so the answer is read the moment Helm is done.
+        let (done, watch) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            let expired = matches!(
+                watch.recv_timeout(limit),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            );
+            if expired {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pgid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
+            expired
+        });
+        let waited = child.wait();
+        let _ = done.send(());
+        let expired = watchdog.join().unwrap_or(false);
+        let status = match waited {
+            Ok(_) if expired => Err(format!(
+                "Helm did not finish within {}s and was stopped (a template that loops without end?)",
+                limit.as_secs()
+            )),
+            Ok(status) => Ok(status),
+            Err(e) => Err(e.to_string()),
         };
         cleanup::unregister_process_group(pgid);
         let out = stdout.join().unwrap_or_default();

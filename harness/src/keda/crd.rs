@@ -27,38 +27,84 @@ impl CrdSchemas {
     /// # Errors
     /// A message when the directory or a CRD cannot be read.
     pub fn load(dir: &Path) -> Result<Self, String> {
-        // The CRDs' YAML is large; their v1alpha1 schemas are kept beside them as JSON, which
-        // reads several times faster. The cache is rebuilt when any CRD file is newer.
-        let cache = dir.join(".schemas-v1alpha1.json");
+        Self::load_kinds(dir, None)
+    }
+
+    /// Loads the schemas of `kinds` only (all of them with `None`). ScaledJob's schema alone is
+    /// ten times ScaledObject's; a render that has none pays nothing for it.
+    ///
+    /// The CRDs' YAML is large; each kind's v1alpha1 schema is kept beside them as JSON
+    /// (`.schema-<Kind>.json`), rebuilt when any CRD file is newer than the index.
+    ///
+    /// # Errors
+    /// A message when the directory or a CRD cannot be read.
+    pub fn load_kinds(dir: &Path, kinds: Option<&[&str]>) -> Result<Self, String> {
+        let index = dir.join(".schemas-v1alpha1.index");
         let newest_crd = std::fs::read_dir(dir)
             .map_err(|e| format!("{}: {e}", dir.display()))?
             .filter_map(|e| e.ok())
             .filter(|e| e.path().extension().and_then(|x| x.to_str()) == Some("yaml"))
             .filter_map(|e| e.metadata().ok()?.modified().ok())
             .max();
-        let cache_fresh = std::fs::metadata(&cache)
+        let fresh = std::fs::metadata(&index)
             .and_then(|m| m.modified())
             .ok()
             .zip(newest_crd)
             .is_some_and(|(c, n)| c >= n);
-        if cache_fresh {
-            if let Some(schemas) = std::fs::read(&cache)
+        let listed: Option<Vec<String>> = fresh
+            .then(|| std::fs::read_to_string(&index).ok())
+            .flatten()
+            .map(|t| t.lines().map(str::to_string).collect());
+        let Some(listed) = listed.filter(|l| !l.is_empty()) else {
+            let all = Self::load_yaml(dir)?;
+            all.write_cache(dir, &index);
+            return Ok(match kinds {
+                None => all,
+                Some(k) => Self {
+                    schemas: all
+                        .schemas
+                        .into_iter()
+                        .filter(|(kind, _)| k.contains(&kind.as_str()))
+                        .collect(),
+                },
+            });
+        };
+        let mut schemas = BTreeMap::new();
+        for kind in listed
+            .iter()
+            .filter(|k| kinds.is_none_or(|want| want.contains(&k.as_str())))
+        {
+            let file = dir.join(format!(".schema-{kind}.json"));
+            let schema = std::fs::read(&file)
                 .ok()
-                .and_then(|b| serde_json::from_slice::<BTreeMap<String, Value>>(&b).ok())
-                .filter(|s| !s.is_empty())
-            {
-                return Ok(Self { schemas });
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+            match schema {
+                Some(v) => {
+                    schemas.insert(kind.clone(), v);
+                }
+                // A damaged cache: parse the CRDs again.
+                None => return Self::load_yaml(dir),
             }
         }
-        let loaded = Self::load_yaml(dir)?;
-        if let Ok(json) = serde_json::to_vec(&loaded.schemas) {
-            // Written whole, then renamed: a concurrent reader sees the old file or the new.
-            let tmp = dir.join(format!(".schemas-v1alpha1.json.{}", std::process::id()));
-            if std::fs::write(&tmp, json).is_ok() && std::fs::rename(&tmp, &cache).is_err() {
+        Ok(Self { schemas })
+    }
+
+    /// Writes one JSON file per kind, then the index naming them (each written whole and
+    /// renamed: a concurrent reader sees the old file or the new).
+    fn write_cache(&self, dir: &Path, index: &Path) {
+        let put = |path: &Path, bytes: &[u8]| {
+            let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+            if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, path).is_err() {
                 let _ = std::fs::remove_file(&tmp);
             }
+        };
+        for (kind, schema) in &self.schemas {
+            if let Ok(json) = serde_json::to_vec(schema) {
+                put(&dir.join(format!(".schema-{kind}.json")), &json);
+            }
         }
-        Ok(loaded)
+        let names: Vec<&str> = self.schemas.keys().map(String::as_str).collect();
+        put(index, names.join("\n").as_bytes());
     }
 
     /// Parses the CRDs' YAML.

@@ -136,7 +136,9 @@ impl Capabilities {
                 self.kube_version, live.kube_version
             ));
         }
-        for api in gated {
+        // Kubernetes' own groups are in Helm's built-in set at render, so a gate on them
+        // (`autoscaling/v2`, `policy/v1`) is not compared unless the render listed it.
+        for api in gated.iter().filter(|a| !is_builtin(a) || self.has(a)) {
             let (r, l) = (self.has(api), live.has(api));
             if r != l {
                 out.push(format!(
@@ -147,6 +149,16 @@ impl Capabilities {
         }
         out
     }
+}
+
+/// Whether `api` (`group/version[/Kind]`) belongs to Kubernetes itself: the core group, a
+/// group without a dot (`apps`, `autoscaling`, `policy`), or one under `k8s.io` other than the
+/// external metrics API KEDA serves.
+fn is_builtin(api: &str) -> bool {
+    let group = api.split('/').next().unwrap_or("");
+    let core = group.starts_with('v') && group[1..].starts_with(|c: char| c.is_ascii_digit());
+    core || !group.contains('.')
+        || (group.ends_with(".k8s.io") && group != "external.metrics.k8s.io")
 }
 
 /// `major.minor` of a version (`v1.35.4` -> `1.35`).
@@ -250,6 +262,28 @@ mod tests {
             "{}",
             c.describe()
         );
+    }
+
+    #[test]
+    fn kubernetes_own_groups_are_builtin() {
+        for api in [
+            "v1",
+            "v1/Pod",
+            "apps/v1",
+            "autoscaling/v2",
+            "policy/v1/PodDisruptionBudget",
+            "networking.k8s.io/v1",
+        ] {
+            assert!(is_builtin(api), "{api}");
+        }
+        for api in [
+            "keda.sh/v1alpha1",
+            "keda.sh/v1alpha1/ScaledObject",
+            "external.metrics.k8s.io/v1beta1",
+            "monitoring.coreos.com/v1",
+        ] {
+            assert!(!is_builtin(api), "{api}");
+        }
     }
 
     #[test]

@@ -27,4 +27,4 @@ trap 'kill "$setup" 2>/dev/null || true' EXIT
 cargo build --release --quiet --bin keda-conformance
 wait "$setup"
 trap - EXIT
-exec ./target/release/keda-conformance run "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/keda-conformance" run "$@"

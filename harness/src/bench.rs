@@ -56,16 +56,15 @@ pub fn render(suite: &Path, runs: u32, helm: HelmMajor) -> Result<Vec<RenderRow>
             )
         })?;
         let home = crate::toolchain::cache_root().join("helm-home");
-        let mut helm_args: Vec<String> =
-            vec!["template".into(), format!("--namespace={}", s.namespace)];
-        helm_args.extend(opts.capabilities.helm_args());
-        helm_args.extend(s.values.iter().map(|v| format!("--values={}", v.display())));
-        helm_args.extend(s.set.iter().map(|v| format!("--set={v}")));
-        helm_args.extend([
-            "--".to_string(),
-            s.release.clone(),
-            prepared.dir.display().to_string(),
-        ]);
+        let request = TemplateRequest {
+            chart_dir: &prepared.dir,
+            release: &s.release,
+            namespace: &s.namespace,
+            values_files: &s.values,
+            sets: &s.set,
+            capabilities: &opts.capabilities,
+        };
+        let helm_args = request.args();
         let mut our_args: Vec<String> = vec![
             "render".into(),
             format!("--chart={}", s.chart.display()),
@@ -98,14 +97,7 @@ pub fn render(suite: &Path, runs: u32, helm: HelmMajor) -> Result<Vec<RenderRow>
             ours_process.push(time_process(&exe, &our_args, false));
             bare_process.push(time_process(&h.binary, &helm_args, true));
             let t = Instant::now();
-            let _ = h.template(&TemplateRequest {
-                chart_dir: &prepared.dir,
-                release: &s.release,
-                namespace: &s.namespace,
-                values_files: &s.values,
-                sets: &s.set,
-                capabilities: &opts.capabilities,
-            });
+            let _ = h.template(&request);
             bare.push(t.elapsed());
             let t = Instant::now();
             render::render(&opts)?;

@@ -215,11 +215,10 @@ pub fn silent_tenant_finding(
             ),
         )
         .with(format!("query: {}", trigger.config.query))
-        .with(if trigger.config.ignore_null_values {
-            "consequence: KEDA gets an empty answer, counts it as 0 (ignoreNullValues) and the workload stays at its minimum whatever the backlog".to_string()
-        } else {
-            "consequence: KEDA gets an empty answer and reports an error (ignoreNullValues: false); the ScaledObject falls back or stops scaling".to_string()
-        })
+        .with(format!(
+            "consequence: {}",
+            crate::live::tenancy::consequence(trigger.config.ignore_null_values)
+        ))
         .with("fix: set the trigger's customHeaders to X-Scope-OrgID=<the tenant that holds the metrics>"),
     )
 }

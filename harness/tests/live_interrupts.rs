@@ -406,8 +406,8 @@ fn sigint_during_repro_writes_partial_evidence_and_exits_130() {
         "-f",
         "fixtures/values/compactor-live-tenant-a.yaml",
     ]);
+    // The step's progress line is the condition: the interrupt lands while it runs.
     run.wait_for("step 3/4: expect oracle");
-    std::thread::sleep(Duration::from_secs(3));
     run.signal(Signal::SIGINT);
     let (code, stdout, stderr, run) = run.finish(Duration::from_secs(30));
     assert_eq!(
@@ -444,8 +444,8 @@ fn sigint_during_qualify_prints_the_summary_and_exits_130() {
         "--suite",
         "suites/styles",
     ]);
+    // The step's progress line is the condition: the interrupt lands while it runs.
     run.wait_for("step 3/");
-    std::thread::sleep(Duration::from_secs(2));
     run.signal(Signal::SIGINT);
     let (code, stdout, stderr, run) = run.finish(Duration::from_secs(60));
     assert_eq!(

@@ -103,6 +103,28 @@ pub struct TemplateRequest<'a> {
     pub capabilities: &'a crate::chart::capabilities::Capabilities,
 }
 
+impl TemplateRequest<'_> {
+    /// The `helm template` arguments. Every value is joined to its flag (`--flag=value`) and
+    /// the release and chart come after `--`, so no value can be read as another Helm flag.
+    pub fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> =
+            vec!["template".into(), format!("--namespace={}", self.namespace)];
+        args.extend(self.capabilities.helm_args());
+        args.extend(
+            self.values_files
+                .iter()
+                .map(|f| format!("--values={}", f.display())),
+        );
+        args.extend(self.sets.iter().map(|s| format!("--set={s}")));
+        args.extend([
+            "--".into(),
+            self.release.into(),
+            self.chart_dir.display().to_string(),
+        ]);
+        args
+    }
+}
+
 impl Helm {
     /// Finds the cached binary for `major`.
     ///
@@ -120,21 +142,7 @@ impl Helm {
     /// # Errors
     /// [`HelmFailure`] when Helm exits non-zero (template error, invalid YAML, ...).
     pub fn template(&self, req: &TemplateRequest<'_>) -> Result<String, HelmFailure> {
-        // Every value is joined to its flag (`--flag=value`) and the release and chart come
-        // after `--`, so no value can be read as another Helm flag.
-        let mut args: Vec<String> =
-            vec!["template".into(), format!("--namespace={}", req.namespace)];
-        args.extend(req.capabilities.helm_args());
-        for f in req.values_files {
-            args.push(format!("--values={}", f.display()));
-        }
-        for s in req.sets {
-            args.push(format!("--set={s}"));
-        }
-        args.push("--".into());
-        args.push(req.release.into());
-        args.push(req.chart_dir.display().to_string());
-        self.run(&args, None)
+        self.run(&req.args(), None)
     }
 
     /// Runs Helm with `args` (and an optional kubeconfig), returning stdout.

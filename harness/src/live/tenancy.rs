@@ -29,11 +29,7 @@ impl EmptyAnswerFinding {
 
     /// What happened and what it means, in a sentence or two.
     pub fn describe(&self, ignore_null_values: bool) -> String {
-        let consequence = if ignore_null_values {
-            "KEDA counts the empty answer as 0 (ignoreNullValues), so the workload stays at its minimum whatever the backlog"
-        } else {
-            "KEDA reports an error for the empty answer (ignoreNullValues: false), so the ScaledObject falls back or stops scaling"
-        };
+        let consequence = consequence(ignore_null_values);
         if self.holders.is_empty() {
             format!(
                 "KEDA's query under tenant {:?} got an empty answer, and no seeded tenant holds data for it: {consequence}",
@@ -51,6 +47,16 @@ impl EmptyAnswerFinding {
                     .join(", ")
             )
         }
+    }
+}
+
+/// What an empty answer does to scaling, by the trigger's `ignoreNullValues` (shared by the
+/// live finding and the render-time `trigger.silent-tenant` check).
+pub fn consequence(ignore_null_values: bool) -> &'static str {
+    if ignore_null_values {
+        "KEDA counts the empty answer as 0 (ignoreNullValues), so the workload stays at its minimum whatever the backlog"
+    } else {
+        "KEDA reports an error for the empty answer (ignoreNullValues: false), so the ScaledObject falls back or stops scaling"
     }
 }
 

@@ -324,7 +324,12 @@ mod tests {
         {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        assert!(holds_log(ours.id()) && holds_log(theirs.id()));
+        assert!(
+            holds_log(ours.id()) && holds_log(theirs.id()),
+            "after 10 s: ours holds the log {}, theirs {}",
+            holds_log(ours.id()),
+            holds_log(theirs.id())
+        );
         assert_eq!(process::components_of(dir.path()), vec![ours.id()]);
         remove(dir.path()).unwrap();
         let status = ours.wait().unwrap();

@@ -57,9 +57,4 @@ impl Claim {
             Err(e) => Claim::broken(name, e.clone()),
         }
     }
-
-    /// Whether it held.
-    pub fn is_held(&self) -> bool {
-        matches!(self.verdict, Verdict::Held(_))
-    }
 }

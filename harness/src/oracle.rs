@@ -205,12 +205,18 @@ mod tests {
             max_replicas: 10,
             ..model(MetricType::AverageValue)
         };
-        // backlog 2000 divided by the replica count, then AverageValue divides again.
-        let s = m.settle(1, |r| 2000.0 / f64::from(r));
-        match s {
-            Settlement::Stable(r) => assert_eq!(m.desired(2000.0 / f64::from(r), r, r), r),
-            Settlement::Cycle(c) => assert!(c.len() >= 2),
-        }
+        // backlog 2000 divided by the replica count, then AverageValue divides again: from 1
+        // replica the metric 2000 calls for 8; at 8 it reads 250 and calls for 1: a cycle.
+        assert_eq!(
+            m.settle(1, |r| 2000.0 / f64::from(r)),
+            Settlement::Cycle(vec![1, 8])
+        );
+        // A metric that grows with the count can still settle: 600 at 1 replica calls for 3;
+        // at 3 it reads 800, a ratio of 1.07 to 3 x 250, inside the tolerance.
+        assert_eq!(
+            m.settle(1, |r| 500.0 + 100.0 * f64::from(r)),
+            Settlement::Stable(3)
+        );
         // A query that does not depend on the count settles at ceil(total / target).
         assert_eq!(m.settle(1, |_| 2000.0), Settlement::Stable(8));
     }

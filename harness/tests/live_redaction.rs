@@ -85,7 +85,11 @@ fn secret_headers_reach_the_endpoint_and_no_output_contains_them() {
     for p in paths {
         all.push((
             p.display().to_string(),
-            std::fs::read_to_string(&p).unwrap_or_default(),
+            // Bytes, not UTF-8: a binary or mis-encoded evidence file must be searched too.
+            String::from_utf8_lossy(
+                &std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+            )
+            .into_owned(),
         ));
     }
     let leaks: Vec<String> = all

@@ -28,8 +28,13 @@ fn golden(name: &str, actual: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../fixtures/plans")
         .join(name);
+    // Rewriting is its own mode, never a pass: the new file is for a human to review.
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, actual).expect("write golden");
+        panic!(
+            "rewrote {}; review the diff, then run without UPDATE_GOLDEN",
+            path.display()
+        );
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(

@@ -110,7 +110,16 @@ pub fn plan(scenarios: &[Scenario], a: &RunArgs) -> Result<String, InputError> {
                 _ => "the backend",
             };
             let _ = writeln!(out, "  backend: start Cortex {} (Mimir API, auth enabled) on 127.0.0.1 for this scenario", toolchain::CORTEX.version());
-            let _ = writeln!(out, "  install: helm install --create-namespace --namespace={}-h{}-<id>{} --values=<override> -- {} <chart>", s.name, helm.0.number(), s.values.iter().map(|f| format!(" --values={}", f.display())).collect::<String>(), s.release);
+            let files: Vec<String> = s.values.iter().map(|f| f.display().to_string()).collect();
+            let install = crate::live::release::release_argv(
+                "install",
+                &s.release,
+                "<chart>",
+                &format!("{}-h{}-<id>", s.name, helm.0.number()),
+                &files,
+                "<override>",
+            );
+            let _ = writeln!(out, "  install: helm {}", install.join(" "));
             let _ = writeln!(
                 out,
                 "    override: every trigger's metadata.serverAddress -> {where_to}"
@@ -122,7 +131,20 @@ pub fn plan(scenarios: &[Scenario], a: &RunArgs) -> Result<String, InputError> {
             {
                 let _ = writeln!(out, "  step: {}", describe(st));
             }
-            let _ = writeln!(out, "  afterwards: helm uninstall --namespace=<ns> --wait --timeout=60s -- {}; delete Namespace <ns>; stop Cortex{}", s.release, if endpoint.map(|e| e != MetricsEndpoint::Backend).unwrap_or(false) { " and the mock" } else { "" });
+            let uninstall = crate::live::release::uninstall_argv("<ns>", &s.release);
+            let _ = writeln!(
+                out,
+                "  afterwards: helm {}; delete Namespace <ns>; stop Cortex{}",
+                uninstall.join(" "),
+                if endpoint
+                    .map(|e| e != MetricsEndpoint::Backend)
+                    .unwrap_or(false)
+                {
+                    " and the mock"
+                } else {
+                    ""
+                }
+            );
         }
     }
     if live {
@@ -156,6 +178,7 @@ fn describe(step: &Step) -> String {
                 .unwrap_or_else(|| "= oracle".into())
         ),
         Step::ExpectCondition(c) => format!("expect {} condition {}={}", c.on, c.type_, c.status),
+        Step::ExpectEvent(e) if e.absent => format!("expect no event {}", e.reason),
         Step::ExpectEvent(e) => format!("expect event {}", e.reason),
         Step::SetMock(b) => format!("set mock answer {b:?}"),
         // Header names only: the values may be credentials.

@@ -7,7 +7,7 @@ pub mod local;
 pub mod registry;
 
 use crate::error::InputError;
-use crate::stack::{kubeconfig, StackError};
+use crate::stack::StackError;
 use std::path::PathBuf;
 
 /// Which provider made a cluster.
@@ -49,16 +49,6 @@ pub struct Cluster {
     pub server: String,
     /// The directory holding its state, logs and pid files.
     pub run_dir: PathBuf,
-}
-
-impl Cluster {
-    /// A client authenticated as the cluster admin.
-    ///
-    /// # Errors
-    /// When the kubeconfig cannot be read or turned into a client.
-    pub async fn client(&self) -> Result<kube::Client, StackError> {
-        kubeconfig::client(&self.kubeconfig).await
-    }
 }
 
 /// Why a provider operation failed.

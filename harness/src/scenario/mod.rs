@@ -167,9 +167,11 @@ impl Step {
                 }
                 vec![name]
             }
-            Step::ExpectEvent(e) => vec![match &e.message_contains {
-                Some(m) => format!("event {} reports {m:?}", e.reason),
-                None => format!("event {} is recorded", e.reason),
+            Step::ExpectEvent(e) => vec![match (&e.message_contains, e.absent) {
+                (Some(m), false) => format!("event {} reports {m:?}", e.reason),
+                (None, false) => format!("event {} is recorded", e.reason),
+                (Some(m), true) => format!("no event {} reports {m:?}", e.reason),
+                (None, true) => format!("no event {} is recorded", e.reason),
             }],
             Step::ExpectRequests(e) => e.claims(),
             Step::Upgrade(u) => vec![format!(
@@ -423,9 +425,13 @@ pub struct ExpectEvent {
     /// Text the message must contain.
     #[serde(default)]
     pub message_contains: Option<String>,
-    /// Deadline (default 90s).
+    /// Deadline (default 90s); with `absent`, how long to keep watching (default 20s).
     #[serde(default)]
     pub within: Option<Span>,
+    /// The opposite claim: no such event was recorded in the namespace (since the install)
+    /// by the end of `within`.
+    #[serde(default)]
+    pub absent: bool,
 }
 
 /// The wait step.

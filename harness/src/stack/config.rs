@@ -83,46 +83,22 @@ impl Default for StackConfig {
 }
 
 /// Parses a duration written as a number and a unit: `500ms`, `5s`, `2m`, `1h` (a bare number
-/// is seconds), or a sum of them such as `1m30s`.
+/// is seconds), or a sum of them such as `1m30s`, as Go does.
 ///
 /// # Errors
 /// A message naming the text and the accepted units.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("{text:?} is not a duration; write e.g. 500ms, 5s, 2m or 1m30s");
     let t = text.trim();
-    if t.is_empty() {
+    if t.is_empty() || t.starts_with('-') {
         return Err(bad());
     }
+    // A bare number is seconds; everything else is read the way KEDA and Kubernetes (Go's
+    // `time.ParseDuration`) read it, by the one parser the scenarios use too.
     if let Ok(secs) = t.parse::<f64>() {
         return Duration::try_from_secs_f64(secs).map_err(|_| bad());
     }
-    let mut total = Duration::ZERO;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        total = total
-            .checked_add(Duration::try_from_secs_f64(value * scale).map_err(|_| bad())?)
-            .ok_or_else(bad)?;
-    }
-    Ok(total)
+    crate::keda::goparse::parse_go_duration(t).map_err(|_| bad())
 }
 
 /// Formats a duration the way Go's flag parser reads it: whole milliseconds, e.g. `5000ms`

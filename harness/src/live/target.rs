@@ -1,0 +1,182 @@
+//! What the render tier says about the autoscaling under test, derived once per scenario:
+//! the ScaledObject, the HPA KEDA creates for it, the workload it scales, the trigger as KEDA
+//! parses it, the HPA model the oracle computes with, and the timing the deadlines derive from.
+
+use super::env::LiveEnv;
+use super::observe::Workload;
+use crate::chart::helm::HelmMajor;
+use crate::checks::TriggerRequest;
+use crate::keda::manifest::{self, Manifest};
+use crate::oracle::HpaModel;
+use crate::render::RenderReport;
+use serde_json::Value;
+use std::time::Duration;
+
+/// What the render tier says about the autoscaling under test.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) scaled_object: String,
+    /// The HPA KEDA creates for it (its configured name, else `keda-hpa-<ScaledObject>`).
+    pub(crate) hpa: String,
+    /// What the ScaledObject's HPA behavior does to scale-up and scale-down timing.
+    pub(crate) scale_up: crate::oracle::DirectionDelay,
+    /// See `scale_up`.
+    pub(crate) scale_down: crate::oracle::DirectionDelay,
+    pub(crate) workload: Workload,
+    pub(crate) selector: String,
+    pub(crate) trigger: TriggerRequest,
+    pub(crate) model: HpaModel,
+    pub(crate) polling: Duration,
+    pub(crate) fallback_replicas: Option<i32>,
+}
+
+impl Target {
+    /// How long the HPA holds back a change up (`up`) or down, beyond its sync period: the
+    /// stabilization window the ScaledObject's behavior sets (else the controller's: 0 up,
+    /// its downscale stabilization down) plus the time its scaling policies take.
+    pub(crate) fn delay(&self, up: bool, env: &LiveEnv) -> Duration {
+        let d = if up { self.scale_up } else { self.scale_down };
+        let default = if up {
+            Duration::ZERO
+        } else {
+            env.hpa.downscale_stabilization
+        };
+        d.stabilization.unwrap_or(default) + d.policies
+    }
+
+    /// The headers the trigger sends (its customHeaders and the auth header from its
+    /// TriggerAuthentication), as KEDA names them.
+    pub(crate) fn headers(&self) -> Vec<(String, String)> {
+        self.trigger.request.headers.clone()
+    }
+
+    /// How long KEDA waits for an answer: the trigger's timeout, else KEDA's global HTTP
+    /// timeout (3 s).
+    pub(crate) fn keda_timeout(&self) -> Duration {
+        self.trigger
+            .config
+            .timeout
+            .unwrap_or(Duration::from_secs(3))
+    }
+
+    /// An HTTP client for the harness's own queries, which the oracle cuts off at
+    /// [`Target::keda_timeout`] (the client itself allows a second more).
+    pub(crate) fn query_client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(self.keda_timeout() + Duration::from_secs(1))
+            .build()
+            .unwrap_or_default()
+    }
+}
+
+pub(crate) fn target_from_render(
+    render: &RenderReport,
+    manifests: &[Manifest],
+    namespace: &str,
+    tolerance: f64,
+) -> Result<Target, String> {
+    let so = manifests
+        .iter()
+        .find(|m| m.is_keda("ScaledObject"))
+        .ok_or("the chart renders no ScaledObject")?;
+    let spec = &so.body["spec"];
+    let kind = spec["scaleTargetRef"]["kind"]
+        .as_str()
+        .unwrap_or("Deployment")
+        .to_string();
+    let name = spec["scaleTargetRef"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let workload_manifest = manifests
+        .iter()
+        .find(|m| m.kind == kind && m.name == name)
+        .ok_or_else(|| format!("scaleTargetRef {kind}/{name} is not rendered"))?;
+    let selector = workload_manifest.body["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let trigger = render
+        .verdict
+        .requests
+        .iter()
+        .find(|r| r.subject.starts_with(&format!("ScaledObject/{} ", so.name)))
+        .cloned()
+        .ok_or("the ScaledObject has no prometheus trigger KEDA can parse")?;
+    let int = |v: &Value| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    };
+    let model = HpaModel {
+        target: trigger.config.threshold,
+        metric_type: trigger.config.metric_type,
+        min_replicas: int(&spec["minReplicaCount"]).unwrap_or(0).max(0) as u32,
+        max_replicas: int(&spec["maxReplicaCount"]).unwrap_or(100).max(0) as u32,
+        tolerance,
+    };
+    let behavior = &spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"];
+    let span = model.max_replicas.saturating_sub(model.hpa_min()).max(1);
+    Ok(Target {
+        scaled_object: so.name.clone(),
+        hpa: manifest::keda_hpa_name(&so.name, &so.body),
+        scale_up: crate::oracle::direction_delay(behavior, "scaleUp", span),
+        scale_down: crate::oracle::direction_delay(behavior, "scaleDown", span),
+        workload: Workload {
+            kind,
+            name,
+            namespace: namespace.to_string(),
+        },
+        selector,
+        trigger,
+        model,
+        polling: Duration::from_secs(int(&spec["pollingInterval"]).unwrap_or(30).max(1) as u64),
+        fallback_replicas: int(&spec["fallback"]["replicas"]).map(|r| r as i32),
+    })
+}
+
+pub(crate) fn namespace_for(scenario: &str, helm: HelmMajor) -> String {
+    let mut base: String = scenario
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    base.truncate(40);
+    let suffix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() % 100_000)
+        .unwrap_or(0);
+    format!("{}-h{}-{suffix}", base.trim_end_matches('-'), helm.number())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_are_dns_labels_that_name_the_scenario_and_helm() {
+        let ns = namespace_for(
+            "Compactor: sends_header! (tenant A) and a very long tail here",
+            HelmMajor::V4,
+        );
+        assert!(ns.len() <= 63, "{ns}");
+        assert!(
+            ns.starts_with("compactor--sends-header---tenant-a-"),
+            "{ns}"
+        );
+        assert!(ns.contains("-h4-"), "{ns}");
+        assert!(ns
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        assert!(!ns.starts_with('-') && !ns.ends_with('-'));
+    }
+}

@@ -159,6 +159,26 @@ fn spellings(s: &str) -> Vec<String> {
     forms
 }
 
+/// A redactor that knows every secret in a render report.
+pub fn for_renders(reports: &[&crate::render::RenderReport]) -> Redactor {
+    let mut r = Redactor::default();
+    for rep in reports {
+        if let Ok(ms) = crate::keda::manifest::split(&rep.rendered) {
+            r.add_manifests(&ms);
+        }
+        for req in &rep.verdict.requests {
+            for (n, v) in &req.request.headers {
+                if req.request.secret_headers.contains(n) {
+                    r.add_secret_header(v);
+                } else {
+                    r.add_header(n, v);
+                }
+            }
+        }
+    }
+    r
+}
+
 fn base64_decode(s: &str) -> Option<String> {
     use base64::Engine as _;
     let bytes = base64::engine::general_purpose::STANDARD

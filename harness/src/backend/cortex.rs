@@ -34,6 +34,14 @@ pub enum BackendError {
     Wait(#[from] crate::stack::wait::WaitError),
 }
 
+impl BackendError {
+    /// Whether Cortex could not bind its port because another program took it between the
+    /// harness's choice and Cortex's bind (what Cortex's log says; worth a retry on new ports).
+    pub fn is_address_in_use(&self) -> bool {
+        self.to_string().contains("address already in use")
+    }
+}
+
 /// The Cortex configuration: single process, auth (tenancy) enabled, in-memory rings,
 /// filesystem blocks storage under `dir`, everything on loopback.
 pub fn config(dir: &Path, http_port: u16, grpc_port: u16) -> String {

@@ -24,34 +24,36 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
         helm: a.helm,
         capabilities: a.capabilities.resolve()?,
     })?;
-    let Some(trigger) = report.verdict.requests.first().cloned() else {
+    let trigger = report.verdict.requests.first().cloned();
+    let scaled_object_rendered = crate::keda::manifest::split(&report.rendered)
+        .unwrap_or_default()
+        .iter()
+        .any(|m| m.is_keda("ScaledObject"));
+    if trigger.is_none() && (!scaled_object_rendered || a.tier == crate::engine::Tier::Render) {
         print!(
             "{}",
             crate::report::terminal_safe(&verdict_markdown(&report, None, false))
         );
         println!("\nNo ScaledObject with a prometheus trigger that KEDA can parse is rendered, so there is nothing to run live; the render checks above say why.");
         return Ok(exit_code::FAILED);
-    };
-    let (tenants, seed_tenants) = crate::repro::tenants_for(&a.tenants, &trigger, &intended);
-    let metrics: Vec<TenantMetrics> = match &a.metrics {
-        Some(file) => {
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                InputError::in_file(
-                    file,
-                    None,
-                    None,
-                    format!("cannot read: {e}"),
-                    "check the --metrics path",
-                )
-            })?;
-            serde_yaml_ng::from_str(&text).map_err(|e| {
-                let loc = e.location();
-                InputError::in_file(file, loc.as_ref().map(|l| l.line()), loc.as_ref().map(|l| l.column()), format!("invalid metrics file: {e}"), "write a YAML list of {tenant, series: [{name, labels, value}], per_ready_pod: [{name, labels}]}")
-            })?
+    }
+    // A ScaledObject whose trigger KEDA rejects still goes live (installed, not seeded), so
+    // the verdict carries KEDA's own conclusion next to the render checks.
+    let (tenants, metrics): (Vec<String>, Vec<TenantMetrics>) = match &trigger {
+        Some(trigger) => {
+            let (tenants, seed_tenants) = crate::repro::tenants_for(&a.tenants, trigger, &intended);
+            let metrics = match &a.metrics {
+                Some(file) => read_metrics(file)?,
+                None => default_metrics(trigger, &seed_tenants),
+            };
+            (tenants, metrics)
         }
-        None => default_metrics(&trigger, &seed_tenants),
+        None => (a.tenants.clone(), Vec::new()),
     };
-    if let Some(finding) = crate::repro::silent_tenant_finding(&trigger, &metrics) {
+    if let Some(finding) = trigger
+        .as_ref()
+        .and_then(|t| crate::repro::silent_tenant_finding(t, &metrics))
+    {
         report.verdict.findings.push(finding);
     }
     let values: Vec<String> = a
@@ -132,5 +134,28 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
         exit_code::PASS
     } else {
         exit_code::FAILED
+    })
+}
+
+/// Reads a `--metrics` file: a YAML list of tenants and their series.
+fn read_metrics(file: &std::path::Path) -> Result<Vec<TenantMetrics>, InputError> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        InputError::in_file(
+            file,
+            None,
+            None,
+            format!("cannot read: {e}"),
+            "check the --metrics path",
+        )
+    })?;
+    serde_yaml_ng::from_str(&text).map_err(|e| {
+        let loc = e.location();
+        InputError::in_file(
+            file,
+            loc.as_ref().map(|l| l.line()),
+            loc.as_ref().map(|l| l.column()),
+            format!("invalid metrics file: {e}"),
+            "write a YAML list of {tenant, series: [{name, labels, value}], per_ready_pod: [{name, labels}]}",
+        )
     })
 }

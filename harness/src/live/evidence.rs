@@ -43,7 +43,7 @@ pub(crate) async fn write_evidence(
     outcome: &LiveOutcome,
     dir: &Path,
 ) {
-    let redactor = crate::report::redactor_for(&[render]);
+    let redactor = crate::redact::for_renders(&[render]);
     let w = |name: &str, text: &str| {
         let _ = std::fs::write(dir.join(name), redactor.apply(text));
     };

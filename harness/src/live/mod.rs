@@ -3,14 +3,14 @@
 //!
 //! [`run`] interprets one scenario's live steps; [`target`] derives what they judge from the
 //! render; [`release`] is the Helm release; [`expect`] holds one module per kind of
-//! expectation; [`sampler`] keeps the timeline and the oracle's view; [`upgrade`] and
-//! [`missing_target`] are the two special paths; [`evidence`] is what a failure leaves.
+//! expectation; [`outcome`] is what a run concluded; [`sampler`] keeps the timeline and the oracle's view; [`upgrade`] and
+//! [`unusable_target`] are the two special paths; [`evidence`] is what a failure leaves.
 
 pub mod env;
 pub mod evidence;
 pub mod expect;
-pub mod missing_target;
 pub mod observe;
+pub mod outcome;
 pub mod release;
 pub mod run;
 pub mod sampler;
@@ -18,4 +18,5 @@ pub mod seeder;
 pub mod target;
 pub mod tenancy;
 pub mod timeline;
+pub mod unusable_target;
 pub mod upgrade;

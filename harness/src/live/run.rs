@@ -17,75 +17,24 @@ use super::observe;
 use super::release::Release;
 use super::sampler::{spawn_sampler, Shared};
 use super::seeder::Seeder;
-use super::target::{namespace_for, target_from_render, Target};
+use super::target::{
+    namespace_for, render_for_install, target_from_render, NamespaceInQuery, Target,
+};
 use super::tenancy;
-use super::timeline::{self, Sample};
+use super::timeline;
 use super::upgrade::{new_lineage_target, upgrade, upgrade_across, UpgradeCtx};
 use crate::backend::cortex::{MimirApiBackend, PROMETHEUS_PREFIX};
 use crate::chart::helm::HelmMajor;
 use crate::claim::Claim;
 use crate::keda::manifest;
-use crate::mock::{Behaviour, PrometheusMock, Recorded};
+use crate::mock::{Behaviour, PrometheusMock};
 use crate::render::RenderReport;
 use crate::scenario::{InstallStep, MetricsEndpoint, Scenario, Step};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// What a live run concluded.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct LiveOutcome {
-    /// Why it failed (empty when every live step held).
-    pub reasons: Vec<String>,
-    /// One line per step: what was observed.
-    pub observations: Vec<String>,
-    /// The timeline.
-    pub timeline: Vec<Sample>,
-    /// Where the evidence is.
-    pub evidence_dir: Option<PathBuf>,
-    /// How long each `expect_replicas` took to converge, against its bound.
-    pub latencies: Vec<StepLatency>,
-    /// The ScaledObject's and HPA's state and the namespace's events at the end (what KEDA
-    /// concluded).
-    pub final_state: String,
-    /// The requests KEDA sent to the mock or proxy (sensitive headers redacted).
-    pub requests: Vec<Recorded>,
-    /// What each live expectation proved, failed to prove, or never reached.
-    pub claims: Vec<Claim>,
-    /// When the run was interrupted (SIGINT/SIGTERM): where, e.g. `step 4 of 6 (expect 5)
-    /// after 31.2s`. The evidence written is what had been gathered by then.
-    pub interrupted: Option<String>,
-    /// What an upgrade to another lineage's chart did to the cluster, one finding per aspect
-    /// (empty unless an `upgrade` step changed the scale target).
-    pub lineage_upgrade: Vec<UpgradeFinding>,
-    /// An empty answer to KEDA's query, and the seeded tenants that hold data for it.
-    pub empty_answer: Option<super::tenancy::EmptyAnswerFinding>,
-}
-
-/// One aspect of a cross-lineage upgrade, as observed on the cluster.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct UpgradeFinding {
-    /// What was looked at (`ScaledObjects`, `HPAs`, `workloads`, `new workload scales`).
-    pub aspect: String,
-    /// Whether it meets the pass criterion.
-    pub passed: bool,
-    /// What was observed.
-    pub detail: String,
-}
-
-/// Verdict latency of one `expect_replicas` step.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct StepLatency {
-    /// The step (`expect 4`, `expect oracle`).
-    pub step: String,
-    /// Seconds from the step's start until the count was first reached (hold excluded).
-    pub seconds: f64,
-    /// The bound: how long a correct pipeline may need: one HPA sync period (the HPA reads
-    /// KEDA's metric each sync while replicas >= 1), plus pollingInterval when activating from
-    /// 0 (only KEDA's own poll activates), plus the downscale stabilization window when
-    /// scaling down.
-    pub bound: f64,
-}
+pub use super::outcome::{LiveOutcome, StepLatency, UpgradeFinding};
 
 /// Runs the live steps of `scenario` (everything after `render`).
 pub async fn run(
@@ -109,12 +58,13 @@ pub async fn run(
             outcome
                 .reasons
                 .push(format!("cannot run the live steps: {e}"));
-            // A ScaledObject whose target is not rendered: install anyway, so the verdict
-            // carries KEDA's own conclusion next to the render check.
+            // A ScaledObject KEDA cannot act on (its target is not rendered, its trigger is
+            // rejected): install anyway, so the verdict carries KEDA's own conclusion next to
+            // the render check.
             let so = manifests.iter().find(|m| m.is_keda("ScaledObject"));
             let installs = scenario.steps.iter().any(|s| matches!(s, Step::Install(_)));
-            if let (Some(so), true, true) = (so, installs, e.contains("is not rendered")) {
-                super::missing_target::keda_on_missing_target(
+            if let (Some(so), true, true) = (so, installs, e.keda_has_something_to_say()) {
+                super::unusable_target::keda_on_unusable_target(
                     env,
                     scenario,
                     helm,
@@ -129,6 +79,8 @@ pub async fn run(
         }
     };
     warn_on_capability_differences(env, render, &mut outcome).await;
+    let (target, namespace_in_query) =
+        install_target(env, scenario, helm, &namespace, target, &mut outcome).await;
     let backend = match env.start_backend(&namespace).await {
         Ok(b) => b,
         Err(e) => {
@@ -162,6 +114,7 @@ pub async fn run(
         namespace,
         target,
         asks_backend: !matches!(metrics, Some(MetricsEndpoint::Mock)),
+        namespace_in_query,
         backend,
         mock,
         trigger_address,
@@ -180,6 +133,51 @@ pub async fn run(
     session.run_steps(&mut outcome).await;
     session.finish(&mut outcome, out_dir).await;
     outcome
+}
+
+/// What the steps judge, read from the chart as the install renders it (its namespace, the
+/// cluster's capabilities), so the oracle asks exactly what KEDA will; the render tier's
+/// `target` when that render fails. Says when the chart writes the namespace into the query.
+async fn install_target(
+    env: &LiveEnv,
+    scenario: &Scenario,
+    helm: HelmMajor,
+    namespace: &str,
+    rendered: Target,
+    outcome: &mut LiveOutcome,
+) -> (Target, Option<NamespaceInQuery>) {
+    let live = match render_for_install(env, scenario, helm, namespace).await {
+        Ok(live) => live,
+        Err(e) => {
+            outcome.observations.push(format!(
+                "warning: the chart could not be rendered for the install's namespace {namespace} ({e}); judging the render tier's ScaledObject"
+            ));
+            return (rendered, None);
+        }
+    };
+    let manifests = manifest::split(&live.rendered).unwrap_or_default();
+    let target = match target_from_render(&live, &manifests, namespace, env.hpa.tolerance) {
+        Ok(t) => t,
+        Err(e) => {
+            outcome.observations.push(format!(
+                "warning: rendered for the install's namespace {namespace}, the chart gives no target ({e}); judging the render tier's ScaledObject"
+            ));
+            return (rendered, None);
+        }
+    };
+    let (before, after) = (&rendered.trigger.config.query, &target.trigger.config.query);
+    let moved = NamespaceInQuery::detect(before, after, &scenario.namespace, namespace);
+    if let Some(m) = &moved {
+        outcome.observations.push(format!(
+            "the chart writes the release namespace into the trigger's query: installed in {}, KEDA asks {after:?}; seeded labels equal to {:?} follow it",
+            m.live, m.scenario
+        ));
+    } else if before != after {
+        outcome.observations.push(format!(
+            "warning: the install renders the trigger's query as {after:?}, the render tier as {before:?}; the live steps judge what KEDA is sent"
+        ));
+    }
+    (target, moved)
 }
 
 /// The render tier judged what Helm rendered for `render.capabilities`; the install asks the
@@ -240,6 +238,8 @@ struct Session<'a> {
     target: Target,
     /// Whether KEDA's queries reach the backend (directly or through the recording proxy).
     asks_backend: bool,
+    /// The scenario's namespace written into the query by the chart (seeds follow it).
+    namespace_in_query: Option<NamespaceInQuery>,
     backend: MimirApiBackend,
     mock: Option<PrometheusMock>,
     /// Where the triggers point: the mock or proxy when there is one, else the backend.
@@ -352,7 +352,14 @@ impl Session<'_> {
             Step::Install(_) => self.install().await.into(),
             Step::Seed(s) => match &self.seeder {
                 Some(seeder) => {
-                    seeder.set(&s.tenant, s.series.clone(), s.per_ready_pod.clone());
+                    match &self.namespace_in_query {
+                        Some(moved) => seeder.set(
+                            &s.tenant,
+                            moved.apply(&s.series),
+                            moved.apply(&s.per_ready_pod),
+                        ),
+                        None => seeder.set(&s.tenant, s.series.clone(), s.per_ready_pod.clone()),
+                    }
                     StepResult::Passed(format!(
                         "seeded tenant {}: {} series, {} per Ready pod",
                         s.tenant,
@@ -605,7 +612,7 @@ impl Session<'_> {
             }
             outcome.evidence_dir = Some(dir);
         }
-        let redactor = crate::report::redactor_for(&[render]);
+        let redactor = crate::redact::for_renders(&[render]);
         if self.release.is_some() {
             outcome.final_state = redactor.apply(
                 &observe::describe(

@@ -69,16 +69,38 @@ impl Target {
     }
 }
 
+/// Why a render gives the live steps nothing to judge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoTarget {
+    /// No ScaledObject at all.
+    #[error("the chart renders no ScaledObject")]
+    NoScaledObject,
+    /// The ScaledObject's scale target is not among the rendered objects.
+    #[error("scaleTargetRef {0} is not rendered")]
+    WorkloadNotRendered(String),
+    /// The ScaledObject has no prometheus trigger whose metadata KEDA accepts.
+    #[error("the ScaledObject has no prometheus trigger KEDA can parse")]
+    NoUsableTrigger,
+}
+
+impl NoTarget {
+    /// Whether KEDA still has a ScaledObject to act on (and to say what is wrong with).
+    pub fn keda_has_something_to_say(&self) -> bool {
+        !matches!(self, NoTarget::NoScaledObject)
+    }
+}
+
+/// The [`Target`] of the first ScaledObject in `manifests` (rendered for `namespace`).
 pub(crate) fn target_from_render(
     render: &RenderReport,
     manifests: &[Manifest],
     namespace: &str,
     tolerance: f64,
-) -> Result<Target, String> {
+) -> Result<Target, NoTarget> {
     let so = manifests
         .iter()
         .find(|m| m.is_keda("ScaledObject"))
-        .ok_or("the chart renders no ScaledObject")?;
+        .ok_or(NoTarget::NoScaledObject)?;
     let spec = &so.body["spec"];
     let kind = spec["scaleTargetRef"]["kind"]
         .as_str()
@@ -91,7 +113,7 @@ pub(crate) fn target_from_render(
     let workload_manifest = manifests
         .iter()
         .find(|m| m.kind == kind && m.name == name)
-        .ok_or_else(|| format!("scaleTargetRef {kind}/{name} is not rendered"))?;
+        .ok_or_else(|| NoTarget::WorkloadNotRendered(format!("{kind}/{name}")))?;
     let selector = workload_manifest.body["spec"]["selector"]["matchLabels"]
         .as_object()
         .map(|m| {
@@ -107,7 +129,7 @@ pub(crate) fn target_from_render(
         .iter()
         .find(|r| r.subject.starts_with(&format!("ScaledObject/{} ", so.name)))
         .cloned()
-        .ok_or("the ScaledObject has no prometheus trigger KEDA can parse")?;
+        .ok_or(NoTarget::NoUsableTrigger)?;
     let int = |v: &Value| {
         v.as_i64()
             .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
@@ -158,6 +180,76 @@ pub(crate) fn namespace_for(scenario: &str, helm: HelmMajor) -> String {
     format!("{}-h{}-{suffix}", base.trim_end_matches('-'), helm.number())
 }
 
+/// Renders the chart as the install will: for the namespace the live tier installs into and
+/// with the cluster's capabilities. A chart may write `.Release.Namespace` into the trigger's
+/// query (or anything else), so what KEDA sends is read from this render, not the render
+/// tier's.
+pub(crate) async fn render_for_install(
+    env: &LiveEnv,
+    scenario: &crate::scenario::Scenario,
+    helm: HelmMajor,
+    namespace: &str,
+) -> Result<RenderReport, String> {
+    let mut opts = crate::render::RenderOptions::for_scenario(scenario, Vec::new(), helm);
+    opts.namespace = namespace.to_string();
+    opts.capabilities = env.capabilities().await.cloned().unwrap_or_default();
+    tokio::task::spawn_blocking(move || crate::render::render(&opts))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// The scenario's namespace written into the trigger's query by the chart: the render tier
+/// renders for the scenario's namespace, the live tier installs into a namespace of its own,
+/// so such a query names the live namespace when KEDA sends it. Seeds written for the
+/// scenario's namespace then follow the query to the live one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NamespaceInQuery {
+    /// The namespace the render tier used (the scenario's).
+    pub(crate) scenario: String,
+    /// The namespace the release is installed in.
+    pub(crate) live: String,
+}
+
+impl NamespaceInQuery {
+    /// `Some` when the live query is the render tier's with every quoted mention of the
+    /// scenario's namespace replaced by the live one, and the two differ.
+    pub(crate) fn detect(
+        render_query: &str,
+        live_query: &str,
+        scenario_ns: &str,
+        live_ns: &str,
+    ) -> Option<Self> {
+        let mut moved = render_query.to_string();
+        for q in ['"', '\'', '`'] {
+            moved = moved.replace(&format!("{q}{scenario_ns}{q}"), &format!("{q}{live_ns}{q}"));
+        }
+        (render_query != live_query && moved == live_query).then(|| NamespaceInQuery {
+            scenario: scenario_ns.to_string(),
+            live: live_ns.to_string(),
+        })
+    }
+
+    /// `series` with every label whose value is the scenario's namespace set to the live one.
+    pub(crate) fn apply(
+        &self,
+        series: &[crate::scenario::SeriesSpec],
+    ) -> Vec<crate::scenario::SeriesSpec> {
+        series
+            .iter()
+            .cloned()
+            .map(|mut s| {
+                for v in s.labels.values_mut() {
+                    if *v == self.scenario {
+                        v.clone_from(&self.live);
+                    }
+                }
+                s
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +270,41 @@ mod tests {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
         assert!(!ns.starts_with('-') && !ns.ends_with('-'));
+    }
+
+    #[test]
+    fn a_query_naming_the_release_namespace_moves_the_seeds_with_it() {
+        let render = r#"sum(tempodb_compaction_outstanding_blocks{namespace="tempo", tenant="a"})"#;
+        let live =
+            r#"sum(tempodb_compaction_outstanding_blocks{namespace="run-h3-1", tenant="a"})"#;
+        let moved = NamespaceInQuery::detect(render, live, "tempo", "run-h3-1").expect("moved");
+        let series = vec![crate::scenario::SeriesSpec {
+            name: "tempodb_compaction_outstanding_blocks".into(),
+            labels: [
+                ("namespace".to_string(), "tempo".to_string()),
+                ("tenant".to_string(), "a".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            value: Some(1.0),
+        }];
+        let out = moved.apply(&series);
+        assert_eq!(out[0].labels["namespace"], "run-h3-1");
+        assert_eq!(out[0].labels["tenant"], "a");
+        assert_eq!(
+            out[0].name, series[0].name,
+            "the metric name is not a label"
+        );
+        // A query that names the namespace literally is the same in both renders: no move.
+        assert_eq!(
+            NamespaceInQuery::detect(render, render, "tempo", "run-h3-1"),
+            None
+        );
+        // Any other difference is not the namespace's doing.
+        let other = r#"sum(other{namespace="run-h3-1", tenant="a"})"#;
+        assert_eq!(
+            NamespaceInQuery::detect(render, other, "tempo", "run-h3-1"),
+            None
+        );
     }
 }

@@ -395,3 +395,137 @@ pub async fn bench(nodes: u32, runs: u32) -> Result<Vec<BenchRun>, ProviderError
     }
     Ok(results)
 }
+
+/// A local cluster with KEDA running against it as host processes: the local provider's
+/// [`super::Environment`].
+pub struct LocalEnvironment {
+    // Field order is drop order: KEDA dies before the cluster.
+    keda: Option<crate::install::keda::Keda>,
+    cluster: LocalCluster,
+    hpa: crate::stack::HpaTiming,
+}
+
+impl std::fmt::Debug for LocalEnvironment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalEnvironment")
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalEnvironment {
+    /// Starts a local cluster named `name` with `nodes` fake nodes, and KEDA. Returns the
+    /// environment, an admin client and how long each part took.
+    ///
+    /// # Errors
+    /// [`super::EnvError`] naming the part that failed, with its log tail.
+    pub async fn start(
+        name: &str,
+        nodes: u32,
+        keep: bool,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<(Self, kube::Client, Vec<(String, Duration)>), super::EnvError> {
+        use crate::install::keda::{Keda, KedaPaths};
+        let stack = StackConfig {
+            nodes,
+            ..StackConfig::default()
+        };
+        let hpa = stack.hpa;
+        let t = std::time::Instant::now();
+        let cluster = up(
+            &LocalOptions {
+                name: name.to_string(),
+                stack,
+                keep,
+            },
+            progress,
+        )
+        .await
+        .map_err(|e| super::EnvError::Cluster(format!("{e}: {}", source_chain(&e))))?;
+        let mut startup = vec![("cluster".to_string(), t.elapsed())];
+        let run_dir = cluster.cluster().run_dir.clone();
+        let client = cluster.client();
+        // Fail early if the backend binary is missing; each scenario starts its own backend.
+        crate::toolchain::CORTEX.binary("cortex")?;
+        let t = std::time::Instant::now();
+        let paths = KedaPaths {
+            dir: run_dir.join("keda"),
+            logs: run_dir.join("logs"),
+            kubeconfig: cluster.cluster().kubeconfig.clone(),
+            ca_cert: run_dir.join("pki/ca.crt"),
+            ca_key: run_dir.join("pki/ca.key"),
+        };
+        let keda = Keda::start(&client, &paths, Duration::from_secs(120)).await?;
+        startup.push(("KEDA".to_string(), t.elapsed()));
+        progress(&format!(
+            "KEDA {} ready ({:.1}s)",
+            crate::toolchain::KEDA.version(),
+            t.elapsed().as_secs_f64()
+        ));
+        Ok((
+            LocalEnvironment {
+                keda: Some(keda),
+                cluster,
+                hpa,
+            },
+            client,
+            startup,
+        ))
+    }
+}
+
+impl super::Environment for LocalEnvironment {
+    fn provider(&self) -> ProviderKind {
+        ProviderKind::Local
+    }
+
+    fn kubeconfig(&self) -> &std::path::Path {
+        &self.cluster.cluster().kubeconfig
+    }
+
+    fn run_dir(&self) -> &std::path::Path {
+        &self.cluster.cluster().run_dir
+    }
+
+    fn hpa(&self) -> crate::stack::HpaTiming {
+        self.hpa
+    }
+
+    fn keda_logs(&self, lines: usize) -> (String, String) {
+        match &self.keda {
+            Some(k) => (k.operator().log_tail(lines), k.adapter().log_tail(lines)),
+            None => (String::new(), String::new()),
+        }
+    }
+
+    fn start_backend<'a>(
+        &'a self,
+        label: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<crate::backend::cortex::MimirApiBackend, super::EnvError>,
+    > {
+        Box::pin(super::host_backend(self.run_dir(), label))
+    }
+
+    fn stop(mut self: Box<Self>) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(async move {
+            if let Some(k) = self.keda.take() {
+                k.stop(Duration::from_secs(5)).await;
+            }
+            let LocalEnvironment { cluster, .. } = *self;
+            cluster.down().await;
+        })
+    }
+}
+
+/// The causes of an error, joined.
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push(s.to_string());
+        cur = s.source();
+    }
+    out.join(": ")
+}

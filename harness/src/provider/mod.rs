@@ -1,10 +1,86 @@
-//! Cluster providers: each yields a [`Cluster`] handle (kubeconfig, server URL, run
-//! directory); everything after that is shared code. Today: [`local`] (a hermetic control
-//! plane of real binaries, pods simulated by kwok).
+//! Cluster providers. Each starts an [`Environment`]: a cluster with KEDA ready in it, the HPA
+//! timing its controller runs with, the place where a scenario's Mimir-API backend starts,
+//! and the teardown of everything it created (its `stop`, or its drop). Everything after that
+//! is shared code. Today: [`local`] (a hermetic control plane of real binaries, pods
+//! simulated by kwok) and [`existing`] (a cluster the user points at); [`kind`] checks its
+//! precondition.
 
+pub mod existing;
 pub mod kind;
 pub mod local;
 pub mod registry;
+
+use crate::backend::cortex::MimirApiBackend;
+use futures::future::BoxFuture;
+use std::path::Path;
+use std::time::Duration;
+
+/// A provider's running environment: what the live tier needs from it.
+pub trait Environment: Send + Sync + std::fmt::Debug {
+    /// Which provider made it.
+    fn provider(&self) -> ProviderKind;
+    /// An admin kubeconfig for the cluster.
+    fn kubeconfig(&self) -> &Path;
+    /// The directory for this run's logs, pid files and backend state.
+    fn run_dir(&self) -> &Path;
+    /// The HPA controller's timing (the oracle and every deadline derive from it).
+    fn hpa(&self) -> crate::stack::HpaTiming;
+    /// The last `lines` lines of KEDA's operator and metrics adapter logs (empty when KEDA is
+    /// not ours to read).
+    fn keda_logs(&self, lines: usize) -> (String, String);
+    /// Starts a fresh Mimir-API backend for one scenario, reachable from KEDA, so tenants'
+    /// data never leaks between scenarios.
+    fn start_backend<'a>(
+        &'a self,
+        label: &'a str,
+    ) -> BoxFuture<'a, Result<MimirApiBackend, EnvError>>;
+    /// Stops KEDA and removes the cluster or exactly the objects this run created.
+    fn stop(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// Why an environment could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    /// The cluster.
+    #[error("cluster: {0}")]
+    Cluster(String),
+    /// The backend.
+    #[error(transparent)]
+    Backend(#[from] crate::backend::cortex::BackendError),
+    /// KEDA.
+    #[error(transparent)]
+    Keda(#[from] crate::install::keda::KedaError),
+    /// A missing binary or cache entry.
+    #[error(transparent)]
+    Input(#[from] crate::error::InputError),
+}
+
+/// Starts Cortex as a host process for one scenario, its state and log under `run_dir`: the
+/// backend of the providers whose KEDA reaches 127.0.0.1 on this host.
+///
+/// # Errors
+/// [`EnvError`] when Cortex is missing or not ready in time.
+pub async fn host_backend(run_dir: &Path, label: &str) -> Result<MimirApiBackend, EnvError> {
+    let binary = crate::toolchain::CORTEX.binary("cortex")?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let started = MimirApiBackend::start(
+            &binary,
+            &run_dir.join(format!("cortex-{label}")),
+            &run_dir.join(format!("logs/cortex-{label}.log")),
+            &run_dir.join(format!("pids/cortex-{label}.pid")),
+            Duration::from_secs(90),
+        )
+        .await;
+        match started {
+            // Harness processes never share a port (crate::stack::ports), but an unrelated
+            // program may bind one between our check and Cortex's bind: new ports.
+            Err(e) if attempt < 3 && e.is_address_in_use() => continue,
+            other => return Ok(other?),
+        }
+    }
+}
 
 use crate::error::InputError;
 use crate::stack::StackError;

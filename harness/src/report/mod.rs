@@ -35,25 +35,7 @@ pub fn terminal_safe(text: &str) -> String {
     out
 }
 
-/// A redactor that knows every secret in a render report.
-pub fn redactor_for(reports: &[&RenderReport]) -> Redactor {
-    let mut r = Redactor::default();
-    for rep in reports {
-        if let Ok(ms) = crate::keda::manifest::split(&rep.rendered) {
-            r.add_manifests(&ms);
-        }
-        for req in &rep.verdict.requests {
-            for (n, v) in &req.request.headers {
-                if req.request.secret_headers.contains(n) {
-                    r.add_secret_header(v);
-                } else {
-                    r.add_header(n, v);
-                }
-            }
-        }
-    }
-    r
-}
+pub use crate::redact::for_renders as redactor_for;
 
 struct Paint {
     color: bool,

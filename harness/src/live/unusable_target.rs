@@ -1,5 +1,6 @@
-//! A ScaledObject whose scale target the chart does not render: the render tier already
-//! fails it; the live tier installs it anyway so the verdict carries KEDA's own conclusion.
+//! A ScaledObject KEDA cannot act on (its scale target is not rendered, or its trigger's
+//! metadata is rejected): the render tier already fails it; the live tier installs it anyway
+//! so the verdict carries KEDA's own conclusion.
 
 use super::env::LiveEnv;
 use super::observe;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 /// Installs a chart whose ScaledObject scales a workload the chart does not render, waits
 /// (up to 60 s) for KEDA to mark the ScaledObject not Ready, and records KEDA's condition and
 /// events as observations and its final state; then removes the release and namespace.
-pub(crate) async fn keda_on_missing_target(
+pub(crate) async fn keda_on_unusable_target(
     env: &LiveEnv,
     scenario: &Scenario,
     helm: HelmMajor,
@@ -81,7 +82,7 @@ pub(crate) async fn keda_on_missing_target(
             e.object, e.type_, e.reason, e.message
         ));
     }
-    outcome.final_state = crate::report::redactor_for(&[render])
+    outcome.final_state = crate::redact::for_renders(&[render])
         .apply(&observe::describe(&client, namespace, so_name, &hpa_name).await);
     release.remove(&client, true).await;
 }

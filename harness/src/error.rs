@@ -14,6 +14,18 @@ pub mod exit_code {
     /// Interrupted by SIGINT, SIGTERM or SIGHUP (128 + SIGINT, as shells report Ctrl-C):
     /// everything started was stopped and removed; a live run wrote the evidence it had.
     pub const INTERRUPTED: i32 = 130;
+
+    /// The one mapping from a finished command to its exit code: interrupted wins, then any
+    /// failure.
+    pub fn of(passed: bool, interrupted: bool) -> i32 {
+        if interrupted {
+            INTERRUPTED
+        } else if passed {
+            PASS
+        } else {
+            FAILED
+        }
+    }
 }
 
 /// A problem with what the user gave us (files, flags, environment): exit code 2.
@@ -46,6 +58,16 @@ pub enum Location {
     Flag(String),
     /// The environment (a missing tool, a cache entry).
     Environment(String),
+}
+
+impl Location {
+    /// The 1-based line, for a file location that has one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            Location::File { line, .. } => *line,
+            _ => None,
+        }
+    }
 }
 
 impl InputError {

@@ -28,3 +28,4 @@ pub mod repro;
 pub mod scenario;
 pub mod stack;
 pub mod toolchain;
+pub mod yaml_guard;

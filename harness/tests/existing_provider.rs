@@ -122,6 +122,70 @@ async fn existing_cluster_runs_a_live_scenario_and_is_left_as_found() {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 
+    // SIGINT while KEDA is being installed: exit 130, and nothing of the half-made install
+    // (CRDs, APIService, namespace) is left on the user's cluster.
+    {
+        use std::io::BufRead as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keda-conformance"))
+            .args([
+                "run",
+                "--provider",
+                "existing",
+                "--install-keda",
+                "--suite",
+                "suites/default/backend-worker-tenant-isolation.yaml",
+                "--helm",
+                "3",
+            ])
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--out")
+            .arg(tmp.path())
+            .current_dir(&root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("harness runs");
+        let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut seen = Vec::new();
+        for line in lines.by_ref().map_while(Result::ok) {
+            let starting = line.contains("starting KEDA");
+            seen.push(line);
+            if starting {
+                break;
+            }
+        }
+        assert!(
+            seen.last().is_some_and(|l| l.contains("starting KEDA")),
+            "the run never reached KEDA's install: {seen:?}"
+        );
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .expect("SIGINT");
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let status = child.wait().expect("exit");
+        assert_eq!(status.code(), Some(130), "{seen:?}\n{rest:?}");
+        assert!(
+            rest.iter()
+                .any(|l| l.contains("interrupted while KEDA was being installed")),
+            "the interrupt must land during the install: {rest:?}"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let after = snapshot(&client).await;
+            if after == before {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "an interrupted install left objects behind:\nbefore {before:?}\nafter  {after:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
     // A cluster with an external-metrics APIService of its own (another adapter): --install-keda
     // must refuse (exit 2 naming it) and leave it exactly as it was.
     let theirs: APIService = serde_json::from_value(serde_json::json!({

@@ -103,3 +103,66 @@ fn secret_headers_reach_the_endpoint_and_no_output_contains_them() {
         .collect();
     assert!(leaks.is_empty(), "secrets leak: {leaks:?}");
 }
+
+/// `qualify` has its own outputs (the matrix on stdout, Markdown, JUnit, evidence): a chart
+/// whose values carry a credential in customHeaders must leak it into none of them.
+#[test]
+fn qualify_outputs_contain_no_secret() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (markdown, junit, out_dir) = (
+        tmp.path().join("summary.md"),
+        tmp.path().join("junit.xml"),
+        tmp.path().join("evidence"),
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_keda-conformance"))
+        .args([
+            "qualify",
+            "--chart",
+            "fixtures/charts/backend-worker-3x",
+            "--previous",
+            "fixtures/charts/backend-worker-3x",
+            "-f",
+            "fixtures/values/backend-worker-live-secret-header.yaml",
+            "--helm",
+            "3",
+            "--suite",
+            // An empty suite: the upgrade row is what this test is about.
+            "fixtures/bad-input/not-a-chart",
+        ])
+        .arg("--markdown")
+        .arg(&markdown)
+        .arg("--junit")
+        .arg(&junit)
+        .arg("--out")
+        .arg(&out_dir)
+        .current_dir(&root)
+        .output()
+        .expect("harness runs");
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+    let mut all = vec![
+        ("stdout".to_string(), stdout),
+        ("stderr".to_string(), stderr),
+    ];
+    let mut paths = vec![markdown, junit];
+    files(&out_dir, &mut paths);
+    for p in paths {
+        let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        all.push((
+            p.display().to_string(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ));
+    }
+    let leaks: Vec<String> = all
+        .iter()
+        .flat_map(|(name, text)| {
+            SECRETS
+                .iter()
+                .filter(|s| text.contains(**s))
+                .map(move |s| format!("{s} in {name}"))
+        })
+        .collect();
+    assert!(leaks.is_empty(), "secrets leak: {leaks:?}");
+}

@@ -365,3 +365,51 @@ fn secrets_with_escapable_characters_never_appear_in_any_spelling() {
         }
     }
 }
+
+/// `--format github`: an annotation at the values file line that causes a finding, the text
+/// report in a group, and a Markdown summary appended to `$GITHUB_STEP_SUMMARY`.
+#[test]
+fn github_format_annotates_the_values_line_and_writes_the_step_summary() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let summary = tmp.path().join("summary.md");
+    std::fs::write(&summary, "earlier step\n").expect("summary");
+    let o = Command::new(env!("CARGO_BIN_EXE_keda-conformance"))
+        .args([
+            "render",
+            "--chart",
+            "fixtures/charts/compactor-1x",
+            "-f",
+            "fixtures/values/compactor-typo.yaml",
+            "--format",
+            "github",
+        ])
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("NO_COLOR", "1")
+        .current_dir(root())
+        .output()
+        .expect("harness runs");
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("::group::keda-conformance render tempo-distributed")
+            && out.contains("::endgroup::"),
+        "{out}"
+    );
+    // The typo `autoscalling` is on line 2 of the values file.
+    assert!(
+        out.lines().any(|l| l.starts_with(
+            "::error file=fixtures/values/compactor-typo.yaml,line=2,title=keda-conformance values.unread::"
+        )),
+        "{out}"
+    );
+    let md = std::fs::read_to_string(&summary).expect("summary written");
+    assert!(
+        md.starts_with("earlier step\n"),
+        "appended, not replaced:\n{md}"
+    );
+    assert!(
+        md.contains("### keda-conformance render: tempo-distributed 1.48.0 fails")
+            && md.contains("| `values.unread` | FAIL |"),
+        "{md}"
+    );
+}

@@ -150,7 +150,7 @@ write_config() { # write_config DEFAULT_RUNTIME
 launch() {
   [ -S "$sock" ] && rm -f "$sock"
   # setsid: the daemon outlives this script and is not in the caller's process group.
-  setsid dockerd --config-file "$run_dir/daemon.json" </dev/null >>"$run_dir/dockerd.log" 2>&1 &
+  setsid dockerd --config-file "$run_dir/daemon.json" </dev/null >>"$run_dir/dockerd.log" 2>&1 8>&- &
   local i
   for i in $(seq 1 120); do
     if answers "unix://$sock"; then return 0; fi
@@ -219,7 +219,7 @@ start() {
     if ! grep -q 'unable to apply caps' <<<"$err"; then
       die "docker run --privileged fails on our dockerd, not for a known reason: $err"
     fi
-    log "privileged containers fail here (unable to apply caps; missing from the bounding set: $(missing_caps | tr '\n' ' ')); using the kc-runc wrapper as default runtime"
+    log "privileged containers fail here (unable to apply caps; missing from the bounding set: $(missing_caps | paste -sd' ')); using the kc-runc wrapper as default runtime"
     err=$(probe_privileged "unix://$sock" --runtime kc-runc)
     [ -z "$err" ] || die "even the kc-runc wrapper cannot run a privileged container: $err"
     kill_private
@@ -238,7 +238,7 @@ stop() {
   local mode="" host=""
   [ -f "$state" ] && read -r mode host <"$state" || true
   if [ "$mode" = external ]; then
-    rm -f "$state"
+    rm -rf "$run_dir"
     log "the engine at $host is not ours; left running"
     return 0
   fi

@@ -389,24 +389,36 @@ pub fn read_yaml(path: &Path) -> Result<Value, InputError> {
     parse_yaml(path, &text)
 }
 
+/// Reads a user's YAML file (a values file) with every check of [`crate::yaml_guard::check`],
+/// duplicate keys included.
+///
+/// # Errors
+/// An [`InputError`] naming the file, the line and the fix.
+pub fn read_user_yaml(path: &Path) -> Result<Value, InputError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        InputError::in_file(
+            path,
+            None,
+            None,
+            format!("cannot read: {e}"),
+            "check the path",
+        )
+    })?;
+    crate::yaml_guard::check(path, &text, "invalid YAML")?;
+    parse_yaml(path, &text)
+}
+
 /// Parses YAML text into JSON values; syntax errors carry the file, line and column.
 ///
 /// # Errors
 /// An [`InputError`] when the text is not valid YAML.
 pub fn parse_yaml(path: &Path, text: &str) -> Result<Value, InputError> {
+    crate::yaml_guard::precheck(path, text)?;
     if text.trim().is_empty() {
         return Ok(Value::Object(Default::default()));
     }
-    serde_yaml_ng::from_str::<Value>(text).map_err(|e| {
-        let loc = e.location();
-        InputError::in_file(
-            path,
-            loc.as_ref().map(|l| l.line()),
-            loc.as_ref().map(|l| l.column()),
-            format!("invalid YAML: {e}"),
-            "fix the YAML syntax at that line (indentation, a missing ':' or an unclosed quote)",
-        )
-    })
+    serde_yaml_ng::from_str::<Value>(text)
+        .map_err(|e| crate::yaml_guard::parse_error(path, text, &e, "invalid YAML"))
 }
 
 fn read_optional_yaml(path: &Path) -> Result<Value, InputError> {

@@ -50,7 +50,7 @@ impl UserValues {
     pub fn load(files: &[PathBuf], sets: &[String]) -> Result<Self, InputError> {
         let mut merged = Value::Object(Map::new());
         for f in files {
-            let v = super::source::read_yaml(f)?;
+            let v = super::source::read_user_yaml(f)?;
             match v {
                 Value::Object(_) | Value::Null => merge(&mut merged, v),
                 _ => {

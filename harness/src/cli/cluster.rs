@@ -140,15 +140,7 @@ pub(super) fn run(command: ClusterCommand) -> Result<i32, InputError> {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, InputError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            InputError::in_environment("tokio runtime", e.to_string(), "check ulimits (threads)")
-        })
-}
+use super::runtime;
 
 /// Prints a provider error with its causes and returns the exit code (2: setup failure);
 /// input errors go back to the caller, which prints them the usual way.

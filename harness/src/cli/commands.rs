@@ -88,11 +88,22 @@ pub(super) fn render(a: RenderArgs) -> Result<i32, InputError> {
         helm: a.helm,
         capabilities: a.capabilities.resolve()?,
     };
+    let (chart, values) = (opts.chart.clone(), opts.values_files.clone());
     let report = render::render(&opts)?;
     let text = match a.format {
         Format::Text => report::render_text(&report, a.verbose),
         Format::Json => report::render_json(&report),
         Format::Junit => report::render_junit(&report),
+        Format::Github => {
+            let redactor = crate::redact::for_renders(&[&report]);
+            step_summary(&report::github::render_summary(&report, &redactor))?;
+            format!(
+                "::group::keda-conformance render {}\n{}::endgroup::\n{}",
+                report.chart,
+                report::render_text(&report, a.verbose),
+                report::github::render_annotations(&report, &values, &chart, &redactor)
+            )
+        }
     };
     write_out(&text, a.out.as_deref())?;
     Ok(if report.status() == Status::Fail {
@@ -100,6 +111,19 @@ pub(super) fn render(a: RenderArgs) -> Result<i32, InputError> {
     } else {
         exit_code::PASS
     })
+}
+
+/// Appends to `$GITHUB_STEP_SUMMARY` when it is set.
+fn step_summary(text: &str) -> Result<(), InputError> {
+    report::github::append_step_summary(text)
+        .map(|_| ())
+        .map_err(|e| {
+            InputError::in_environment(
+                "GITHUB_STEP_SUMMARY",
+                format!("cannot append the summary: {e}"),
+                "point GITHUB_STEP_SUMMARY at a writable file, or unset it",
+            )
+        })
 }
 
 /// The suites directory: `$KEDA_CONFORMANCE_SUITES`, `./suites`, or the checkout's.
@@ -142,6 +166,14 @@ pub(super) fn run(a: RunArgs) -> Result<i32, InputError> {
         Format::Text => report::run_text(&results, a.verbose),
         Format::Json => report::run_json(&results),
         Format::Junit => report::run_junit(&results),
+        Format::Github => {
+            step_summary(&report::github::run_summary(&results))?;
+            format!(
+                "::group::keda-conformance run\n{}::endgroup::\n{}",
+                report::run_text(&results, a.verbose),
+                report::github::run_annotations(&results)
+            )
+        }
     };
     print!("{}", report::terminal_safe(&text));
     if let Some(j) = &a.junit {
@@ -153,17 +185,14 @@ pub(super) fn run(a: RunArgs) -> Result<i32, InputError> {
             )
         })?;
     }
-    Ok(if crate::cleanup::is_interrupted() {
+    let interrupted = crate::cleanup::is_interrupted();
+    if interrupted {
         eprintln!(
             "interrupted: the environment was stopped; partial evidence is in {}",
             a.out.display()
         );
-        exit_code::INTERRUPTED
-    } else if results.iter().all(|r| r.passed) {
-        exit_code::PASS
-    } else {
-        exit_code::FAILED
-    })
+    }
+    Ok(exit_code::of(results.iter().all(|r| r.passed), interrupted))
 }
 
 /// Starts the live environment once for every scenario of the run.
@@ -178,17 +207,7 @@ fn start_live(
             .max()
             .unwrap_or(5)
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            InputError::in_environment(
-                "tokio runtime",
-                e.to_string(),
-                "check the machine's thread limits",
-            )
-        })?;
+    let runtime = super::runtime()?;
     create_out_dir(&a.out)?;
     let env = match a.provider {
         crate::provider::ProviderKind::Kind => {
@@ -230,21 +249,30 @@ fn start_live(
                 kubeconfig.display(),
                 a.context.as_deref().unwrap_or("current")
             );
-            runtime
-                .block_on(crate::live::env::LiveEnv::start_existing(
-                    &kubeconfig,
-                    a.context.as_deref(),
-                    a.install_keda,
-                    hpa,
-                ))
-                .map_err(|e| match e {
-                    crate::live::env::EnvError::Input(i) => i,
-                    other => InputError::in_environment(
-                        "--provider existing",
-                        other.to_string(),
-                        "check the cluster and the log named above",
-                    ),
-                })?
+            // Interrupts while KEDA is installed are graceful: the start removes what it
+            // created on the user's cluster before the process exits.
+            let graceful = crate::cleanup::GracefulStop::begin();
+            let started = runtime.block_on(crate::live::env::LiveEnv::start_existing(
+                &kubeconfig,
+                a.context.as_deref(),
+                a.install_keda,
+                hpa,
+            ));
+            drop(graceful);
+            if let Err(crate::live::env::EnvError::Interrupted) = started {
+                eprintln!("interrupted while KEDA was being installed; everything it had created on the cluster was removed");
+                drop(runtime);
+                crate::cleanup::run_cleanup();
+                std::process::exit(exit_code::INTERRUPTED);
+            }
+            started.map_err(|e| match e {
+                crate::live::env::EnvError::Input(i) => i,
+                other => InputError::in_environment(
+                    "--provider existing",
+                    other.to_string(),
+                    "check the cluster and the log named above",
+                ),
+            })?
         }
         crate::provider::ProviderKind::Local => {
             let name = format!("run-{}", std::process::id());
@@ -433,13 +461,10 @@ pub(super) fn bench_live(suite: Option<PathBuf>) -> Result<i32, InputError> {
         }
     }
     println!("worst latency ratio {worst:.2}x (target <= 1.3x); suite wall time {:.0}s (target <= 300s with a warm cache)", wall.as_secs_f64());
-    Ok(if crate::cleanup::is_interrupted() {
-        exit_code::INTERRUPTED
-    } else if results.iter().all(|r| r.passed) {
-        exit_code::PASS
-    } else {
-        exit_code::FAILED
-    })
+    Ok(exit_code::of(
+        results.iter().all(|r| r.passed),
+        crate::cleanup::is_interrupted(),
+    ))
 }
 
 pub(super) fn soak(a: SoakArgs) -> Result<i32, InputError> {
@@ -554,13 +579,10 @@ pub(super) fn soak(a: SoakArgs) -> Result<i32, InputError> {
         outcomes.len(),
         100.0 * flaky as f64 / outcomes.len().max(1) as f64
     );
-    Ok(if crate::cleanup::is_interrupted() {
-        exit_code::INTERRUPTED
-    } else if failures == 0 {
-        exit_code::PASS
-    } else {
-        exit_code::FAILED
-    })
+    Ok(exit_code::of(
+        failures == 0,
+        crate::cleanup::is_interrupted(),
+    ))
 }
 
 /// A path as an absolute string (for derived scenarios written elsewhere).
@@ -647,13 +669,7 @@ pub(super) fn local_live(
     name: &str,
     nodes: u32,
 ) -> Result<(tokio::runtime::Runtime, crate::live::env::LiveEnv), InputError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            InputError::in_environment("tokio runtime", e.to_string(), "check thread limits")
-        })?;
+    let runtime = super::runtime()?;
     let env = start_local_env(
         &runtime,
         &format!("{name}-{}", std::process::id()),

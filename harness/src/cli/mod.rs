@@ -401,3 +401,22 @@ pub fn main() -> i32 {
         }
     }
 }
+
+/// The async runtime every command that talks to a cluster runs on: two workers (the machine
+/// kind this targets has two cores), timers and I/O enabled.
+///
+/// # Errors
+/// An [`InputError`] when the threads cannot be created.
+fn runtime() -> Result<tokio::runtime::Runtime, crate::error::InputError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            crate::error::InputError::in_environment(
+                "tokio runtime",
+                e.to_string(),
+                "check the machine's thread limits (ulimit -u)",
+            )
+        })
+}

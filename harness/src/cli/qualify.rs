@@ -440,14 +440,10 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
     suite_rows.extend(not_applicable);
     suite_rows.sort_by(|x, y| (&x.check, x.helm.number()).cmp(&(&y.check, y.helm.number())));
     rows.extend(suite_rows);
-    let code = summarise(&a, &rows, &redactor)?;
+    let passed = summarise(&a, &rows, &redactor)?;
     // Interrupted: what was gathered is written above (rows of the scenarios that stopped say
     // so); the exit code says the run did not finish.
-    Ok(if interrupted {
-        exit_code::INTERRUPTED
-    } else {
-        code
-    })
+    Ok(exit_code::of(passed, interrupted))
 }
 
 fn verdict_word(v: Verdict) -> (&'static str, &'static str) {
@@ -458,13 +454,13 @@ fn verdict_word(v: Verdict) -> (&'static str, &'static str) {
     }
 }
 
-/// Prints the table, writes Markdown and JUnit, and returns the exit code: 0 only when no
+/// Prints the table, writes Markdown and JUnit, and returns whether the release qualifies: no
 /// row failed (not-applicable rows do not count against the release).
 fn summarise(
     a: &QualifyArgs,
     rows: &[Row],
     redactor: &crate::redact::Redactor,
-) -> Result<i32, InputError> {
+) -> Result<bool, InputError> {
     let all = rows.iter().all(|r| r.verdict != Verdict::Fail);
     let counts = |v: Verdict| rows.iter().filter(|r| r.verdict == v).count();
     let tally = format!(
@@ -559,11 +555,7 @@ fn summarise(
             )
         })?;
     }
-    Ok(if all {
-        exit_code::PASS
-    } else {
-        exit_code::FAILED
-    })
+    Ok(all)
 }
 
 /// The pollingInterval (seconds) of the first rendered ScaledObject; KEDA's default is 30.

@@ -93,11 +93,7 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
             crate::report::redactor_for(&[&report]).apply(&verdict_markdown(&report, None, passed));
         print!("{}", crate::report::terminal_safe(&text));
         println!("\nLive tier not run (`--tier render`); run without it to see what KEDA does with this chart.");
-        return Ok(if passed {
-            exit_code::PASS
-        } else {
-            exit_code::FAILED
-        });
+        return Ok(exit_code::of(passed, false));
     }
     let manifests = crate::keda::manifest::split(&report.rendered).unwrap_or_default();
     let max = manifests
@@ -128,13 +124,8 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
             "\nInterrupted during {at}; the evidence gathered by then is under {}.",
             a.out.display()
         );
-        return Ok(exit_code::INTERRUPTED);
     }
-    Ok(if passed {
-        exit_code::PASS
-    } else {
-        exit_code::FAILED
-    })
+    Ok(exit_code::of(passed, outcome.interrupted.is_some()))
 }
 
 /// Reads a `--metrics` file: a YAML list of tenants and their series.
@@ -148,6 +139,7 @@ fn read_metrics(file: &std::path::Path) -> Result<Vec<TenantMetrics>, InputError
             "check the --metrics path",
         )
     })?;
+    crate::yaml_guard::check(file, &text, "invalid metrics file")?;
     serde_yaml_ng::from_str(&text).map_err(|e| {
         let loc = e.location();
         InputError::in_file(

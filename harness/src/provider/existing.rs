@@ -292,7 +292,17 @@ impl ExistingEnvironment {
                         .await
                         .map(|l| !l.items.is_empty())
                         .unwrap_or(true);
-                let started = Keda::start(&client, &paths, Duration::from_secs(120)).await;
+                eprintln!(
+                    "  starting KEDA {} as host processes against the cluster",
+                    toolchain::KEDA.version()
+                );
+                // An interrupt here must not leave half an install on the user's cluster: the
+                // start is abandoned (its processes die with it) and what it created goes.
+                let started = tokio::select! {
+                    biased;
+                    () = crate::cleanup::interrupted() => None,
+                    r = Keda::start(&client, &paths, Duration::from_secs(120)) => Some(r),
+                };
                 let now: Vec<String> = crds
                     .list(&Default::default())
                     .await
@@ -330,14 +340,18 @@ impl ExistingEnvironment {
                     }
                 }
                 match started {
-                    Ok(keda) => {
+                    Some(Ok(keda)) => {
                         startup.push(("KEDA (host processes)".to_string(), t.elapsed()));
                         Some(keda)
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         // A half-made install is removed before the error is reported.
                         created.delete_now(&client).await;
                         return Err(e.into());
+                    }
+                    None => {
+                        created.delete_now(&client).await;
+                        return Err(EnvError::Interrupted);
                     }
                 }
             }

@@ -53,6 +53,9 @@ pub enum EnvError {
     /// A missing binary or cache entry.
     #[error(transparent)]
     Input(#[from] crate::error::InputError),
+    /// SIGINT/SIGTERM arrived while it started; what it had created is removed.
+    #[error("interrupted (SIGINT/SIGTERM) while the environment started")]
+    Interrupted,
 }
 
 /// Starts Cortex as a host process for one scenario, its state and log under `run_dir`: the

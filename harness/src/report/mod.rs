@@ -3,6 +3,8 @@
 
 use crate::checks::{Finding, Status, CATALOG};
 use crate::claim::Verdict;
+pub mod github;
+
 use crate::engine::ScenarioResult;
 use crate::redact::Redactor;
 use crate::render::RenderReport;
@@ -18,6 +20,10 @@ pub enum Format {
     Json,
     /// JUnit XML.
     Junit,
+    /// GitHub Actions: the text report in a `::group::`, `::error`/`::warning` annotations
+    /// pointing at the values line (or template) behind each finding, and a Markdown summary
+    /// appended to `$GITHUB_STEP_SUMMARY` when it is set.
+    Github,
 }
 
 /// Text made safe for a terminal: control characters other than newline and tab (ANSI escape

@@ -78,7 +78,7 @@ pub(crate) async fn expect_condition(
     let start = Instant::now();
     let ns = &target.workload.namespace;
     loop {
-        let conditions = if c.on == "hpa" {
+        let conditions = if c.on == crate::scenario::ConditionObject::Hpa {
             observe::hpa(client, ns, &target.hpa)
                 .await
                 .ok()

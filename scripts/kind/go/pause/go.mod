@@ -1,0 +1,3 @@
+module keda-conformance/kind/pause
+
+go 1.24.0

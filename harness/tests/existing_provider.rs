@@ -10,7 +10,7 @@ use keda_conformance::stack::StackConfig;
 use std::path::Path;
 use std::process::Command;
 
-async fn snapshot(client: &kube::Client) -> (Vec<String>, Vec<String>, Vec<String>) {
+async fn snapshot(client: &kube::Client) -> Snapshot {
     let names = |v: Vec<Option<String>>| {
         let mut v: Vec<String> = v.into_iter().flatten().collect();
         v.sort();
@@ -41,6 +41,25 @@ async fn snapshot(client: &kube::Client) -> (Vec<String>, Vec<String>, Vec<Strin
         .map(|n| n.metadata.name)
         .collect();
     (names(ns), names(crds), names(apis))
+}
+
+type Snapshot = (Vec<String>, Vec<String>, Vec<String>);
+
+/// Waits (up to a minute: namespaces are deleted asynchronously) until the cluster's
+/// namespaces, CRDs and APIServices are `before` again; fails naming `what` otherwise.
+async fn left_as_found(client: &kube::Client, before: &Snapshot, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let after = snapshot(client).await;
+        if after == *before {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not leave the cluster as found:\nbefore {before:?}\nafter  {after:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,18 +128,7 @@ async fn existing_cluster_runs_a_live_scenario_and_is_left_as_found() {
     assert!(text.contains("3 replicas Ready"), "{text}");
 
     // Namespaces are deleted asynchronously; wait until the scenario's is gone.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let after = snapshot(&client).await;
-        if after == before {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the cluster was not left as found:\nbefore {before:?}\nafter  {after:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    left_as_found(&client, &before, "the run").await;
 
     // SIGINT while KEDA is being installed: exit 130, and nothing of the half-made install
     // (CRDs, APIService, namespace) is left on the user's cluster.
@@ -172,18 +180,7 @@ async fn existing_cluster_runs_a_live_scenario_and_is_left_as_found() {
                 .any(|l| l.contains("interrupted while KEDA was being installed")),
             "the interrupt must land during the install: {rest:?}"
         );
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            let after = snapshot(&client).await;
-            if after == before {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "an interrupted install left objects behind:\nbefore {before:?}\nafter  {after:?}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        }
+        left_as_found(&client, &before, "the interrupted install").await;
     }
 
     // A cluster with an external-metrics APIService of its own (another adapter): --install-keda

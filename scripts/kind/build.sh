@@ -13,6 +13,7 @@
 #                             names `kubeadm config images list` prints, and
 #                             keda-conformance/kind-node:<k8s version> (images preloaded with
 #                             `ctr -n k8s.io images import`), keda-conformance/cortex:<v>
+#   KEDA + Tempo stand-in     scripts/kind/build-keda.sh (KEDA images and manifest, stand-in)
 # Every artefact carries a key (hash of its inputs); a warm run only checks keys.
 # Usage: scripts/kind/build.sh            (prints the node image name on stdout)
 # Env: KC_NODE_IMAGE (keda-conformance/kind-node:v1.35.4), KC_DEBIAN_MIRROR (apt's mirror).
@@ -413,6 +414,10 @@ EOF
   rm -rf "$d"
 # <<< node
 fi
+stage keda
+# KEDA as pods (images under KEDA's release names, its rendered install manifest), the Tempo
+# stand-in image and the smoke tests' pushseries: scripts/kind/build-keda.sh.
+KC_KUBECTL=$node_dir/kubectl timeout 7200 "$here/build-keda.sh" || die "scripts/kind/build-keda.sh failed"
 stage prune
 # Superseded images of ours (older keys): untagged ones, then tags of earlier base images
 # (which the untagged ones may have been built on).

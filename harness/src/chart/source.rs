@@ -377,7 +377,12 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 /// # Errors
 /// An [`InputError`] when the file is missing or not valid YAML.
 pub fn read_yaml(path: &Path) -> Result<Value, InputError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = read_text(path)?;
+    parse_yaml(path, &text)
+}
+
+fn read_text(path: &Path) -> Result<String, InputError> {
+    std::fs::read_to_string(path).map_err(|e| {
         InputError::in_file(
             path,
             None,
@@ -385,8 +390,7 @@ pub fn read_yaml(path: &Path) -> Result<Value, InputError> {
             format!("cannot read: {e}"),
             "check the path",
         )
-    })?;
-    parse_yaml(path, &text)
+    })
 }
 
 /// Reads a user's YAML file (a values file) with every check of [`crate::yaml_guard::check`],
@@ -395,15 +399,7 @@ pub fn read_yaml(path: &Path) -> Result<Value, InputError> {
 /// # Errors
 /// An [`InputError`] naming the file, the line and the fix.
 pub fn read_user_yaml(path: &Path) -> Result<Value, InputError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        InputError::in_file(
-            path,
-            None,
-            None,
-            format!("cannot read: {e}"),
-            "check the path",
-        )
-    })?;
+    let text = read_text(path)?;
     crate::yaml_guard::check(path, &text, "invalid YAML")?;
     parse_yaml(path, &text)
 }

@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch; exit codes 0 pass, 1 failed, 2 bad
 //! input, 130 interrupted.
 
+mod bench;
 mod cluster;
 mod commands;
 mod plan;
@@ -385,12 +386,12 @@ pub fn main() -> i32 {
         Command::Run(a) => commands::run(a),
         Command::List(a) => commands::list(a),
         Command::Doctor => commands::doctor(),
-        Command::Bench(BenchCommand::Render { runs, helm }) => commands::bench_render(runs, helm),
+        Command::Bench(BenchCommand::Render { runs, helm }) => bench::bench_render(runs, helm),
         Command::Bench(BenchCommand::Stack { nodes, runs }) => cluster::bench_stack(nodes, runs),
-        Command::Bench(BenchCommand::Live { suite }) => commands::bench_live(suite),
+        Command::Bench(BenchCommand::Live { suite }) => bench::bench_live(suite),
         Command::Cluster(c) => cluster::run(c),
         Command::Repro(a) => repro::run(a),
-        Command::Soak(a) => commands::soak(a),
+        Command::Soak(a) => bench::soak(a),
         Command::Qualify(a) => qualify::run(a),
     };
     match result {

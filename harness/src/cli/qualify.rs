@@ -6,7 +6,7 @@ use super::QualifyArgs;
 use crate::chart::helm::HelmMajor;
 use crate::error::{exit_code, InputError};
 use crate::render::{self, RenderOptions, RenderReport};
-use crate::repro::{default_metrics, merge_metrics, scenario_yaml_with_upgrade, UpgradeTo};
+use crate::repro::{default_metrics, derived_scenario, merge_metrics, UpgradeTo};
 use crate::scenario::Scenario;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -92,10 +92,6 @@ fn lineage(report: &RenderReport) -> Option<String> {
     Some(format!("{kind}/{component}"))
 }
 
-fn tmp_error(e: impl ToString) -> InputError {
-    InputError::in_environment("temporary directory", e.to_string(), "check TMPDIR")
-}
-
 /// The suites to run: every --suite, else suites/default when it exists.
 fn suites(a: &QualifyArgs) -> Vec<PathBuf> {
     if !a.suite.is_empty() {
@@ -133,7 +129,6 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
     };
     let mut rows: Vec<Row> = Vec::new();
     let mut plans: Vec<Plan> = Vec::new();
-    let tmp = crate::cleanup::TempDir::new("keda-conformance-qualify-").map_err(tmp_error)?;
     let absolute = |files: &[PathBuf]| -> Vec<String> {
         files.iter().map(|v| super::commands::absolute(v)).collect()
     };
@@ -264,21 +259,19 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
         }
         for (i, d) in derived.into_iter().enumerate() {
             let name = format!("qualify-{}-{i}", helm.number());
-            let yaml = scenario_yaml_with_upgrade(
-                &name,
-                &d.chart,
-                &d.values,
-                helm.number(),
-                &d.tenants,
-                &d.metrics,
-                d.upgrade.as_ref(),
-            );
-            let file = tmp.path().join(format!("{name}.yaml"));
-            std::fs::write(&file, yaml).map_err(tmp_error)?;
+            let values: Vec<std::path::PathBuf> = d.values.iter().map(Into::into).collect();
             plans.push(Plan {
                 check: d.check,
                 helm,
-                scenario: Scenario::load(&file)?,
+                scenario: derived_scenario(
+                    &name,
+                    d.chart.as_ref(),
+                    &values,
+                    helm,
+                    &d.tenants,
+                    &d.metrics,
+                    d.upgrade.as_ref(),
+                ),
                 report: d.report,
             });
         }

@@ -4,8 +4,9 @@ use super::ReproArgs;
 use crate::checks::Status;
 use crate::error::{exit_code, InputError};
 use crate::render::{self, RenderOptions};
-use crate::repro::{default_metrics, scenario_yaml, verdict_markdown, TenantMetrics};
-use crate::scenario::Scenario;
+use crate::repro::{
+    default_metrics, derived_scenario, scenario_file_text, verdict_markdown, TenantMetrics,
+};
 
 pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
     super::commands::require_values_files(&a.values)?;
@@ -56,29 +57,22 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
     {
         report.verdict.findings.push(finding);
     }
-    let values: Vec<String> = a
+    let values: Vec<std::path::PathBuf> = a
         .values
         .iter()
-        .map(|v| super::commands::absolute(v))
+        .map(|v| super::commands::absolute(v).into())
         .collect();
-    let yaml = scenario_yaml(
+    let scenario = derived_scenario(
         "repro",
-        &super::commands::absolute(&a.chart),
+        super::commands::absolute(&a.chart).as_ref(),
         &values,
-        a.helm.number(),
+        a.helm,
         &tenants,
         &metrics,
+        None,
     );
-    let tmp = crate::cleanup::TempDir::new("keda-conformance-repro-").map_err(|e| {
-        InputError::in_environment("temporary directory", e.to_string(), "check TMPDIR")
-    })?;
-    let scenario_file = tmp.path().join("repro.yaml");
-    std::fs::write(&scenario_file, &yaml).map_err(|e| {
-        InputError::in_environment("temporary directory", e.to_string(), "check TMPDIR")
-    })?;
-    let scenario = Scenario::load(&scenario_file)?;
     if let Some(path) = &a.save_scenario {
-        std::fs::write(path, &yaml).map_err(|e| {
+        std::fs::write(path, scenario_file_text(&scenario)).map_err(|e| {
             InputError::in_flag(
                 "--save-scenario",
                 format!("cannot write {}: {e}", path.display()),

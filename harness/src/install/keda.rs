@@ -356,6 +356,14 @@ async fn wait_crds_established(client: &kube::Client, timeout: Duration) -> Resu
         .map(|_| ())
 }
 
+/// The last `lines` lines of the operator's and the adapter's logs (empty without KEDA).
+pub fn log_tails(keda: Option<&Keda>, lines: usize) -> (String, String) {
+    match keda {
+        Some(k) => (k.operator().log_tail(lines), k.adapter().log_tail(lines)),
+        None => (String::new(), String::new()),
+    }
+}
+
 /// The path of a file under `dir`, for logs.
 pub fn log_path(dir: &Path, component: &str) -> PathBuf {
     dir.join(format!("{component}.log"))

@@ -18,7 +18,8 @@ use super::release::Release;
 use super::sampler::{spawn_sampler, Shared};
 use super::seeder::Seeder;
 use super::target::{
-    namespace_for, render_for_install, target_from_render, NamespaceInQuery, Target,
+    install_target, namespace_for, target_from_render, warn_on_capability_differences,
+    NamespaceInQuery, Target,
 };
 use super::tenancy;
 use super::timeline;
@@ -133,75 +134,6 @@ pub async fn run(
     session.run_steps(&mut outcome).await;
     session.finish(&mut outcome, out_dir).await;
     outcome
-}
-
-/// What the steps judge, read from the chart as the install renders it (its namespace, the
-/// cluster's capabilities), so the oracle asks exactly what KEDA will; the render tier's
-/// `target` when that render fails. Says when the chart writes the namespace into the query.
-async fn install_target(
-    env: &LiveEnv,
-    scenario: &Scenario,
-    helm: HelmMajor,
-    namespace: &str,
-    rendered: Target,
-    outcome: &mut LiveOutcome,
-) -> (Target, Option<NamespaceInQuery>) {
-    let live = match render_for_install(env, scenario, helm, namespace).await {
-        Ok(live) => live,
-        Err(e) => {
-            outcome.observations.push(format!(
-                "warning: the chart could not be rendered for the install's namespace {namespace} ({e}); judging the render tier's ScaledObject"
-            ));
-            return (rendered, None);
-        }
-    };
-    let manifests = manifest::split(&live.rendered).unwrap_or_default();
-    let target = match target_from_render(&live, &manifests, namespace, env.hpa.tolerance) {
-        Ok(t) => t,
-        Err(e) => {
-            outcome.observations.push(format!(
-                "warning: rendered for the install's namespace {namespace}, the chart gives no target ({e}); judging the render tier's ScaledObject"
-            ));
-            return (rendered, None);
-        }
-    };
-    let (before, after) = (&rendered.trigger.config.query, &target.trigger.config.query);
-    let moved = NamespaceInQuery::detect(before, after, &scenario.namespace, namespace);
-    if let Some(m) = &moved {
-        outcome.observations.push(format!(
-            "the chart writes the release namespace into the trigger's query: installed in {}, KEDA asks {after:?}; seeded labels equal to {:?} follow it",
-            m.live, m.scenario
-        ));
-    } else if before != after {
-        outcome.observations.push(format!(
-            "warning: the install renders the trigger's query as {after:?}, the render tier as {before:?}; the live steps judge what KEDA is sent"
-        ));
-    }
-    (target, moved)
-}
-
-/// The render tier judged what Helm rendered for `render.capabilities`; the install asks the
-/// cluster itself. Says so when the two would differ for this chart.
-async fn warn_on_capability_differences(
-    env: &LiveEnv,
-    render: &RenderReport,
-    outcome: &mut LiveOutcome,
-) {
-    match env.capabilities().await {
-        Ok(live) => {
-            for d in render
-                .capabilities
-                .differences(live, &render.gated_api_versions)
-            {
-                outcome.observations.push(format!(
-                    "warning: the render tier and the cluster disagree on capabilities: {d}; the install renders for the cluster (render with --kube-version/--api-versions of the cluster to judge the same manifests)"
-                ));
-            }
-        }
-        Err(e) => outcome.observations.push(format!(
-            "warning: the cluster's capabilities could not be read: {e}"
-        )),
-    }
 }
 
 /// A recording mock (or a proxy in front of the backend) when the install step asks for one.

@@ -122,10 +122,7 @@ impl Environment for ExistingEnvironment {
     }
 
     fn keda_logs(&self, lines: usize) -> (String, String) {
-        match &self.keda {
-            Some(k) => (k.operator().log_tail(lines), k.adapter().log_tail(lines)),
-            None => (String::new(), String::new()),
-        }
+        crate::install::keda::log_tails(self.keda.as_ref(), lines)
     }
 
     fn start_backend<'a>(
@@ -255,16 +252,7 @@ impl ExistingEnvironment {
                 let services: kube::Api<k8s_openapi::api::core::v1::Service> =
                     kube::Api::namespaced(client.clone(), crate::install::keda::NAMESPACE);
                 let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
-                let existing: Vec<String> = crds
-                    .list(&Default::default())
-                    .await
-                    .map(|l| {
-                        l.items
-                            .into_iter()
-                            .filter_map(|c| c.metadata.name)
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let existing: Vec<String> = crd_names(&crds).await;
                 let ns: kube::Api<k8s_openapi::api::core::v1::Namespace> =
                     kube::Api::all(client.clone());
                 let keda_ns_existed = ns
@@ -303,16 +291,7 @@ impl ExistingEnvironment {
                     () = crate::cleanup::interrupted() => None,
                     r = Keda::start(&client, &paths, Duration::from_secs(120)) => Some(r),
                 };
-                let now: Vec<String> = crds
-                    .list(&Default::default())
-                    .await
-                    .map(|l| {
-                        l.items
-                            .into_iter()
-                            .filter_map(|c| c.metadata.name)
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let now: Vec<String> = crd_names(&crds).await;
                 if apiservices
                     .get_opt(EXTERNAL_METRICS_APISERVICE)
                     .await
@@ -373,6 +352,23 @@ impl ExistingEnvironment {
 
 /// The APIService KEDA's metrics adapter serves.
 const EXTERNAL_METRICS_APISERVICE: &str = "v1beta1.external.metrics.k8s.io";
+
+/// The names of the cluster's CustomResourceDefinitions (none when they cannot be listed).
+async fn crd_names(
+    crds: &kube::Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    >,
+) -> Vec<String> {
+    crds.list(&Default::default())
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .filter_map(|c| c.metadata.name)
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// Deletes what a run created on an existing cluster, newest first. KEDA's objects may carry
 /// KEDA's finalizers, which nobody handles once KEDA is stopped: those left in the CRDs this

@@ -492,10 +492,7 @@ impl super::Environment for LocalEnvironment {
     }
 
     fn keda_logs(&self, lines: usize) -> (String, String) {
-        match &self.keda {
-            Some(k) => (k.operator().log_tail(lines), k.adapter().log_tail(lines)),
-            None => (String::new(), String::new()),
-        }
+        crate::install::keda::log_tails(self.keda.as_ref(), lines)
     }
 
     fn start_backend<'a>(

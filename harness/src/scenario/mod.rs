@@ -10,7 +10,7 @@ mod steps;
 pub use steps::*;
 
 /// One scenario file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     /// Unique name within a suite (letters, digits, '-', '_', '.').
@@ -56,6 +56,12 @@ pub struct Scenario {
 /// A Helm major version as written in a scenario (`3` or `4`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Helm(pub HelmMajor);
+
+impl serde::Serialize for Helm {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.0.number())
+    }
+}
 
 impl<'de> Deserialize<'de> for Helm {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 /// A step of a scenario. `render` runs offline; every other step needs a live cluster (the
 /// scenario must start with `render` and `install` before them).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
     /// Render the chart and run the render checks.
@@ -36,7 +36,7 @@ pub enum Step {
 }
 
 /// The upgrade step.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpgradeStep {
     /// The chart to upgrade to (directory or .tgz, relative to the scenario file).
@@ -172,6 +172,17 @@ impl ExpectRequests {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span(pub std::time::Duration);
 
+impl serde::Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let ms = self.0.as_millis();
+        if ms.is_multiple_of(1000) {
+            s.serialize_str(&format!("{}s", ms / 1000))
+        } else {
+            s.serialize_str(&format!("{ms}ms"))
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Span {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = serde_yaml_ng::Value::deserialize(d)?;
@@ -196,7 +207,7 @@ impl<'de> Deserialize<'de> for Span {
 }
 
 /// Where the chart's triggers point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricsEndpoint {
     /// The Mimir-API backend (Cortex on the local provider).
@@ -209,7 +220,7 @@ pub enum MetricsEndpoint {
 }
 
 /// The install step.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstallStep {
     /// Where serverAddress points (default: the backend).
@@ -221,7 +232,7 @@ pub struct InstallStep {
 }
 
 /// What the requests KEDA sent to the mock or proxy must show.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectRequests {
     /// Headers every request must carry, name (case-insensitive) to exact value.
@@ -271,7 +282,7 @@ pub struct SeriesSpec {
 }
 
 /// The seed step.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeedStep {
     /// The tenant (`X-Scope-OrgID` the series are written under).
@@ -286,7 +297,7 @@ pub struct SeedStep {
 }
 
 /// The replica count to expect.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectReplicas {
     /// An exact count.
@@ -304,7 +315,7 @@ pub struct ExpectReplicas {
 }
 
 /// Flapping to expect.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectFlapping {
     /// How many reversals of direction (up then down counts one) must be seen (at least 2).
@@ -315,7 +326,7 @@ pub struct ExpectFlapping {
 }
 
 /// A condition to expect.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectCondition {
     /// `scaledobject` (default) or `hpa`.
@@ -368,7 +379,7 @@ impl std::fmt::Display for ConditionObject {
 }
 
 /// An event to expect.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectEvent {
     /// Event reason (e.g. KEDAScalerFailed, FailedGetExternalMetric).
@@ -386,7 +397,7 @@ pub struct ExpectEvent {
 }
 
 /// The wait step.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WaitStep {
     /// How long.
@@ -394,7 +405,7 @@ pub struct WaitStep {
 }
 
 /// Settings of the live tier for a scenario.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LiveSettings {
     /// Fake nodes (default: enough for maxReplicaCount under hard anti-affinity).
@@ -421,7 +432,7 @@ pub enum EmptyAnswer {
 }
 
 /// Expectations of a render step.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RenderStep {
     /// Headers every prometheus trigger must send, name to exact value.
@@ -452,7 +463,7 @@ impl RenderStep {
 }
 
 /// An expected scale target.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     /// Deployment or StatefulSet.
@@ -462,7 +473,7 @@ pub struct Target {
 }
 
 /// Expected replica bounds.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Replicas {
     /// minReplicaCount.

@@ -2,12 +2,12 @@
 //! (workload, trigger, tenants, headers, a default backlog per tenant), run it live behind a
 //! recording proxy, and write a verdict a maintainer can paste into the issue.
 
-use crate::checks::{Status, TriggerRequest};
-use crate::keda::manifest;
-use crate::render::RenderReport;
+mod markdown;
+pub use markdown::verdict_markdown;
+
+use crate::checks::TriggerRequest;
 use crate::scenario::SeriesSpec;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 /// Series to seed for one tenant (the `--metrics` file is a list of these).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -290,18 +290,6 @@ pub fn default_metrics(trigger: &TriggerRequest, tenants: &[String]) -> Vec<Tena
         .collect()
 }
 
-/// The derived scenario as YAML, ready for `suites/`.
-pub fn scenario_yaml(
-    name: &str,
-    chart: &str,
-    values: &[String],
-    helm: u8,
-    tenants: &[String],
-    metrics: &[TenantMetrics],
-) -> String {
-    scenario_yaml_with_upgrade(name, chart, values, helm, tenants, metrics, None)
-}
-
 /// Where a derived scenario upgrades to once the workload has scaled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpgradeTo {
@@ -342,248 +330,120 @@ pub fn merge_metrics(a: Vec<TenantMetrics>, b: Vec<TenantMetrics>) -> Vec<Tenant
     out
 }
 
-/// The derived scenario as YAML; with `upgrade_to`, the release is upgraded to that chart once
-/// it has scaled, and must keep scaling.
-pub fn scenario_yaml_with_upgrade(
+/// The scenario `repro` and `qualify` derive from a report: render (expecting the tenant
+/// headers), install behind a recording proxy, seed the tenants' metrics, reach the count the
+/// oracle computes, and check what KEDA sent. With `upgrade_to`, the release is upgraded to
+/// that chart once it has scaled, and must keep scaling. Paths are absolute.
+pub fn derived_scenario(
     name: &str,
-    chart: &str,
-    values: &[String],
-    helm: u8,
+    chart: &std::path::Path,
+    values: &[std::path::PathBuf],
+    helm: crate::chart::helm::HelmMajor,
     tenants: &[String],
     metrics: &[TenantMetrics],
     upgrade_to: Option<&UpgradeTo>,
-) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# Derived by `keda-conformance repro` from a bug report's values."
-    );
-    let _ = writeln!(out, "name: {name}");
-    let _ = writeln!(
-        out,
-        "description: reproduction of a user's report (derived scenario)"
-    );
-    // Paths and tenants are written as JSON strings (valid YAML), so a ` #`, a quote or a
-    // newline in them cannot change the scenario.
-    let _ = writeln!(
-        out,
-        "chart: {}",
-        serde_json::to_string(chart).unwrap_or_default()
-    );
-    let _ = writeln!(
-        out,
-        "values: {}",
-        serde_json::to_string(values).unwrap_or_default()
-    );
-    let _ = writeln!(out, "helm: [{helm}]");
-    // A tenant with no data while another holds the report's metrics is the chart's (or the
-    // values') failure here, not a warning.
-    let _ = writeln!(out, "live:\n  empty_answer: fail");
-    let _ = writeln!(out, "steps:");
-    if let Some(t) = tenants.first() {
-        let _ = writeln!(
-            out,
-            "  - render:\n      expect_headers: {{X-Scope-OrgID: {}}}",
-            serde_json::to_string(&tenants.join("|")).unwrap_or_else(|_| t.clone())
-        );
-    } else {
-        let _ = writeln!(out, "  - render: {{}}");
-    }
-    let _ = writeln!(out, "  - install: {{metrics: proxy}}");
-    for m in metrics {
-        let _ = writeln!(
-            out,
-            "  - seed:\n      tenant: {}",
-            serde_json::to_string(&m.tenant).unwrap_or_default()
-        );
-        if !m.series.is_empty() {
-            let _ = writeln!(
-                out,
-                "      series: {}",
-                serde_json::to_string(&m.series).unwrap_or_default()
-            );
-        }
-        if !m.per_ready_pod.is_empty() {
-            let _ = writeln!(
-                out,
-                "      per_ready_pod: {}",
-                serde_json::to_string(&m.per_ready_pod).unwrap_or_default()
-            );
-        }
-    }
-    // No `within`: the deadline derives from the rendered ScaledObject (pollingInterval, its
-    // HPA behavior) and the cluster's HPA timing, never a fixed figure a valid chart exceeds.
-    let _ = writeln!(out, "  - expect_replicas: {{oracle: true}}");
+) -> crate::scenario::Scenario {
+    use crate::scenario::{
+        EmptyAnswer, ExpectReplicas, ExpectRequests, Helm, InstallStep, LiveSettings,
+        MetricsEndpoint, RenderStep, Scenario, SeedStep, Span, Step, UpgradeStep,
+    };
+    let oracle = || {
+        // No `within`: the deadline derives from the rendered ScaledObject (pollingInterval,
+        // its HPA behavior) and the cluster's HPA timing, never a fixed figure a valid chart
+        // exceeds.
+        Step::ExpectReplicas(ExpectReplicas {
+            exact: None,
+            oracle: true,
+            within: None,
+            hold: None,
+        })
+    };
+    let mut steps = vec![Step::Render(RenderStep {
+        expect_headers: tenants
+            .first()
+            .map(|_| [("X-Scope-OrgID".to_string(), tenants.join("|"))].into())
+            .unwrap_or_default(),
+        ..RenderStep::default()
+    })];
+    steps.push(Step::Install(InstallStep {
+        metrics: MetricsEndpoint::Proxy,
+        ..InstallStep::default()
+    }));
+    steps.extend(metrics.iter().map(|m| {
+        Step::Seed(SeedStep {
+            tenant: m.tenant.clone(),
+            series: m.series.clone(),
+            per_ready_pod: m.per_ready_pod.clone(),
+        })
+    }));
+    steps.push(oracle());
+    let mut across = false;
     if let Some(next) = upgrade_to {
-        let values = next
-            .values
-            .as_ref()
-            .map(|v| format!(", values: {}", serde_json::to_string(v).unwrap_or_default()))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "  - upgrade: {{chart: {}{values}}}",
-            serde_json::to_string(&next.chart).unwrap_or_default()
-        );
-        if next.across_lineages {
-            return out;
+        steps.push(Step::Upgrade(UpgradeStep {
+            chart: next.chart.clone().into(),
+            values: next
+                .values
+                .as_ref()
+                .map(|v| v.iter().map(std::path::PathBuf::from).collect()),
+        }));
+        across = next.across_lineages;
+        if !across {
+            steps.push(oracle());
         }
-        let _ = writeln!(out, "  - expect_replicas: {{oracle: true}}");
     }
-    if let Some(t) = tenants.first() {
+    if let (Some(t), false) = (tenants.first(), across) {
         // After an upgrade: every request before and after it kept the header, and scaling
         // continued without a gap beyond one polling interval.
-        let gap = upgrade_to
-            .map(|u| format!(", max_interval: {}s", u.polling_seconds))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "  - expect_requests: {{headers: {{X-Scope-OrgID: {}}}{gap}}}",
-            serde_json::to_string(t).unwrap_or_default()
-        );
+        steps.push(Step::ExpectRequests(ExpectRequests {
+            headers: [("X-Scope-OrgID".to_string(), t.clone())].into(),
+            // What a scenario file gets by default: no header the chart did not configure.
+            no_other_headers: true,
+            max_interval: upgrade_to
+                .map(|u| Span(std::time::Duration::from_secs(u.polling_seconds))),
+            ..ExpectRequests::default()
+        }));
     }
-    out
+    Scenario {
+        name: name.to_string(),
+        description: "reproduction of a user's report (derived scenario)".into(),
+        proves: None,
+        chart: chart.to_path_buf(),
+        version: None,
+        values: values.to_vec(),
+        set: Vec::new(),
+        helm: vec![Helm(helm)],
+        release: "tempo".into(),
+        namespace: "tempo".into(),
+        // A tenant with no data while another holds the report's metrics is the chart's (or
+        // the values') failure here, not a warning.
+        live: LiveSettings {
+            empty_answer: EmptyAnswer::Fail,
+            ..LiveSettings::default()
+        },
+        steps,
+        file: std::path::PathBuf::from(format!("<derived scenario {name}>")),
+    }
 }
 
-/// The verdict as Markdown: what the chart rendered, what KEDA sent, what the backend
-/// answered, what KEDA concluded, and where the timeline picture is.
-pub fn verdict_markdown(
-    render: &RenderReport,
-    live: Option<&crate::live::run::LiveOutcome>,
-    passed: bool,
-) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "### keda-conformance repro: {}",
-        if passed {
-            "autoscaling works as configured"
-        } else {
-            "autoscaling does NOT work as configured"
-        }
-    );
-    let _ = writeln!(
-        out,
-        "\n**Chart rendered** ({}, {}):",
-        render.chart, render.helm
-    );
-    let manifests = manifest::split(&render.rendered).unwrap_or_default();
-    for so in manifests.iter().filter(|m| m.is_keda("ScaledObject")) {
-        let r = &so.body["spec"]["scaleTargetRef"];
-        let _ = writeln!(
-            out,
-            "- ScaledObject `{}` -> {} `{}`, replicas {}..{}",
-            so.name,
-            r["kind"].as_str().unwrap_or("Deployment"),
-            r["name"].as_str().unwrap_or(""),
-            so.body["spec"]["minReplicaCount"],
-            so.body["spec"]["maxReplicaCount"]
-        );
-    }
-    for req in &render.verdict.requests {
-        let headers: Vec<String> = req
-            .request
-            .headers
-            .iter()
-            .map(|(n, v)| format!("`{n}: {v}`"))
-            .collect();
-        let _ = writeln!(
-            out,
-            "- {}: `GET {}` with {}",
-            req.subject,
-            req.request.url,
-            if headers.is_empty() {
-                "no custom headers".into()
-            } else {
-                headers.join(", ")
+/// A derived scenario as YAML, ready for `suites/` (`--save-scenario`).
+pub fn scenario_file_text(s: &crate::scenario::Scenario) -> String {
+    // Unset options are left out, as a person would write the file.
+    fn prune(v: &mut serde_yaml_ng::Value) {
+        match v {
+            serde_yaml_ng::Value::Mapping(m) => {
+                m.retain(|_, x| !x.is_null());
+                m.values_mut().for_each(prune);
             }
-        );
-    }
-    let findings = |status: Status| -> Vec<String> {
-        render
-            .verdict
-            .findings
-            .iter()
-            .filter(|f| f.status == status)
-            .map(|f| {
-                // A failure carries its evidence (Helm's own message, the template line, the
-                // values key), so the maintainer sees the cause, not only the check's name.
-                let mut line = format!("- **{}** {}: {}", f.check, f.subject, f.message);
-                if status == Status::Fail {
-                    for e in f
-                        .evidence
-                        .iter()
-                        .filter(|e| !e.starts_with("command: "))
-                        .take(8)
-                    {
-                        let e: String = e.chars().take(600).collect();
-                        let _ = write!(line, "\n  - {}", e.replace('\n', "\n    "));
-                    }
-                }
-                line
-            })
-            .collect()
-    };
-    let failed = findings(Status::Fail);
-    if failed.is_empty() {
-        let _ = writeln!(out, "- every render check passes");
-    } else {
-        let _ = writeln!(out, "\n**Render checks that fail:**\n{}", failed.join("\n"));
-    }
-    let warnings = findings(Status::Warn);
-    if !warnings.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n**Warnings** (not failures on their own; the live run shows whether they bite):\n{}",
-            warnings.join("\n")
-        );
-    }
-    if let Some(l) = live {
-        if let Some(first) = l.requests.first() {
-            let headers: Vec<String> = first
-                .headers
-                .iter()
-                .filter(|(n, _)| n != "host")
-                .map(|(n, v)| format!("`{n}: {v}`"))
-                .collect();
-            let _ = writeln!(out, "\n**KEDA sent** {} requests to the backend (recorded by a proxy); the first: `{} {}` with {}; answered {}.", l.requests.len(), first.method, first.path, headers.join(", "), first.status);
-        } else {
-            let _ = writeln!(out, "\n**KEDA sent** no request to the backend.");
-        }
-        let _ = writeln!(out, "\n**Observed:**");
-        for o in &l.observations {
-            let _ = writeln!(out, "- {o}");
-        }
-        for r in &l.reasons {
-            let _ = writeln!(out, "- **failed** {r}");
-        }
-        if let Some(s) = l.timeline.last() {
-            let answer = match (&s.metric, &s.metric_error) {
-                (Some(v), _) => format!("value {v}"),
-                (_, Some(e)) => format!("an error KEDA reports: {e}"),
-                _ => "nothing".into(),
-            };
-            let _ = writeln!(out, "\n**Backend answered** the trigger's query (with the trigger's headers): {answer}; oracle expects {} replicas; the workload has {} Ready.", s.expected.map(|e| e.to_string()).unwrap_or_else(|| "no computable".into()), s.ready);
-        }
-        let concluded: Vec<&str> = l
-            .final_state
-            .lines()
-            .filter(|line| !line.trim_start().starts_with("status:"))
-            .collect();
-        let _ = writeln!(
-            out,
-            "\n**KEDA concluded:**\n```\n{}\n```",
-            concluded.join("\n")
-        );
-        if let Some(d) = &l.evidence_dir {
-            let _ = writeln!(
-                out,
-                "\nTimeline picture: `{}`",
-                d.join("timeline.svg").display()
-            );
+            serde_yaml_ng::Value::Sequence(items) => items.iter_mut().for_each(prune),
+            _ => {}
         }
     }
-    out
+    let mut value = serde_yaml_ng::to_value(s).unwrap_or_default();
+    prune(&mut value);
+    format!(
+        "# Derived by `keda-conformance repro` from a bug report's values.\n{}",
+        serde_yaml_ng::to_string(&value).unwrap_or_default()
+    )
 }
 
 /// Headers the values configure in any trigger's `metadata.customHeaders` string (what the

@@ -1,0 +1,3 @@
+module keda-conformance/kind/pushseries
+
+go 1.24.0

@@ -1,0 +1,3 @@
+module keda-conformance/kind/standin
+
+go 1.24.0

@@ -143,20 +143,33 @@ fn junit_report_has_one_failing_case_per_failed_check() {
 #[test]
 fn secrets_in_headers_never_appear_in_any_output_format() {
     let secret = "kc-test-secret-0f9e8d7c";
-    for format in ["text", "json", "junit"] {
-        let o = harness(&[
-            "render",
-            "--chart",
-            "fixtures/charts/compactor-1x",
-            "-f",
-            "fixtures/values/compactor-with-secret-header.yaml",
-            "--expect-header",
-            "X-Scope-OrgID=tenant-a",
-            "--format",
-            format,
-            "-v",
-        ]);
-        let t = text(&o);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for format in ["text", "json", "junit", "github"] {
+        // The GitHub format also writes the step summary: it is searched with the output.
+        let summary = tmp.path().join(format!("{format}-summary.md"));
+        let o = Command::new(env!("CARGO_BIN_EXE_keda-conformance"))
+            .args([
+                "render",
+                "--chart",
+                "fixtures/charts/compactor-1x",
+                "-f",
+                "fixtures/values/compactor-with-secret-header.yaml",
+                "--expect-header",
+                "X-Scope-OrgID=tenant-a",
+                "--format",
+                format,
+                "-v",
+            ])
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .env("NO_COLOR", "1")
+            .current_dir(root())
+            .output()
+            .expect("harness runs");
+        let t = format!(
+            "{}{}",
+            text(&o),
+            std::fs::read_to_string(&summary).unwrap_or_default()
+        );
         assert!(
             !t.contains(secret),
             "{format} output leaks the secret:\n{t}"
@@ -326,7 +339,7 @@ fn secrets_with_escapable_characters_never_appear_in_any_spelling() {
     ];
     let values = "fixtures/values/compactor-with-escapable-secret-header.yaml";
     let mut runs = Vec::new();
-    for format in ["text", "json", "junit"] {
+    for format in ["text", "json", "junit", "github"] {
         for tenant in ["tenant-a", "tenant-b"] {
             let header = format!("X-Scope-OrgID={tenant}");
             runs.push((

@@ -55,7 +55,7 @@ pub struct StepLatency {
     pub seconds: f64,
     /// The bound: how long a correct pipeline may need: one HPA sync period (the HPA reads
     /// KEDA's metric each sync while replicas >= 1), plus pollingInterval when activating from
-    /// 0 (only KEDA's own poll activates), plus the downscale stabilization window when
-    /// scaling down.
+    /// 0 (only KEDA's own poll activates), plus the delay the HPA behavior imposes in that
+    /// direction, plus the endpoint's slowest answer to the oracle's query (KEDA waits as long).
     pub bound: f64,
 }

@@ -43,6 +43,8 @@ pub(crate) async fn expect_replicas(
     let start = Instant::now();
     let mut converged_at: Option<(Instant, i32)> = None;
     let mut initial: Option<i32> = None;
+    // How long the endpoint took to answer the oracle's query, at most: KEDA waits as long.
+    let mut answer_time = Duration::ZERO;
     loop {
         let r = observe::replicas(client, &target.workload)
             .await
@@ -53,7 +55,23 @@ pub(crate) async fn expect_replicas(
                 )
             })?;
         initial.get_or_insert(r.spec);
-        let (value, oracle_expected) = oracle(&http, &base, target, r.spec, r.ready).await;
+        let (value, oracle_expected) = if e.oracle {
+            let asked = Instant::now();
+            let answer = oracle(&http, &base, target, r.spec, r.ready).await;
+            answer_time = answer_time.max(asked.elapsed());
+            answer
+        } else {
+            // An exact count needs no query of its own (a slow endpoint would delay every
+            // look at the workload): the sampler's latest view of the metric is the evidence.
+            let last = shared.lock().ok().and_then(|s| s.samples.last().cloned());
+            match last {
+                Some(s) => (
+                    s.metric.ok_or(s.metric_error.unwrap_or_default()),
+                    s.expected,
+                ),
+                None => (Err("the metric has not been sampled yet".into()), None),
+            }
+        };
         let expected = if e.oracle { oracle_expected } else { e.exact };
         let metric = match &value {
             Ok(v) => format!("metric {v}"),
@@ -81,7 +99,8 @@ pub(crate) async fn expect_replicas(
                 } else {
                     Duration::ZERO
                 } + env.hpa.sync_period
-                    + target.delay(!down, env);
+                    + target.delay(!down, env)
+                    + answer_time;
                 if let Ok(mut s) = shared.lock() {
                     let step = format!(
                         "expect {}",

@@ -398,8 +398,7 @@ pub fn derived_scenario(
             headers: [("X-Scope-OrgID".to_string(), t.clone())].into(),
             // What a scenario file gets by default: no header the chart did not configure.
             no_other_headers: true,
-            max_interval: upgrade_to
-                .map(|u| Span(std::time::Duration::from_secs(u.polling_seconds))),
+            max_interval: upgrade_to.map(|u| Span(largest_expected_gap(u.polling_seconds))),
             ..ExpectRequests::default()
         }));
     }
@@ -423,6 +422,15 @@ pub fn derived_scenario(
         steps,
         file: std::path::PathBuf::from(format!("<derived scenario {name}>")),
     }
+}
+
+/// The largest gap between KEDA's requests that still means "no interruption": KEDA's next
+/// poll starts a pollingInterval after the previous one finished, so a gap is the interval
+/// plus the time a poll takes and the timer's slack; 2 s (or a fifth of the interval, when
+/// that is more) covers those, far below what an interrupted scaler leaves.
+pub fn largest_expected_gap(polling_seconds: u64) -> std::time::Duration {
+    let interval = std::time::Duration::from_secs(polling_seconds);
+    interval + (interval / 5).max(std::time::Duration::from_secs(2))
 }
 
 /// A derived scenario as YAML, ready for `suites/` (`--save-scenario`).
@@ -494,6 +502,13 @@ pub fn intended_headers(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_gap_of_one_interval_and_a_poll_is_not_an_interruption() {
+        use std::time::Duration;
+        assert_eq!(super::largest_expected_gap(5), Duration::from_secs(7));
+        assert_eq!(super::largest_expected_gap(30), Duration::from_secs(36));
+    }
+
     use super::*;
 
     #[test]

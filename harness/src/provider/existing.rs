@@ -6,7 +6,6 @@
 //! host-process KEDA, not for KEDA running inside a remote cluster.
 
 use super::{EnvError, Environment, ProviderKind};
-use crate::backend::cortex::MimirApiBackend;
 use crate::install::keda::{Keda, KedaPaths};
 use crate::toolchain;
 use futures::future::BoxFuture;
@@ -123,13 +122,6 @@ impl Environment for ExistingEnvironment {
 
     fn keda_logs(&self, lines: usize) -> (String, String) {
         crate::install::keda::log_tails(self.keda.as_ref(), lines)
-    }
-
-    fn start_backend<'a>(
-        &'a self,
-        label: &'a str,
-    ) -> BoxFuture<'a, Result<MimirApiBackend, EnvError>> {
-        Box::pin(super::host_backend(&self.run_dir, label))
     }
 
     fn stop(mut self: Box<Self>) -> BoxFuture<'static, ()> {

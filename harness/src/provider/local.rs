@@ -495,16 +495,6 @@ impl super::Environment for LocalEnvironment {
         crate::install::keda::log_tails(self.keda.as_ref(), lines)
     }
 
-    fn start_backend<'a>(
-        &'a self,
-        label: &'a str,
-    ) -> futures::future::BoxFuture<
-        'a,
-        Result<crate::backend::cortex::MimirApiBackend, super::EnvError>,
-    > {
-        Box::pin(super::host_backend(self.run_dir(), label))
-    }
-
     fn stop(mut self: Box<Self>) -> futures::future::BoxFuture<'static, ()> {
         Box::pin(async move {
             if let Some(k) = self.keda.take() {

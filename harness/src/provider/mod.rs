@@ -29,11 +29,14 @@ pub trait Environment: Send + Sync + std::fmt::Debug {
     /// not ours to read).
     fn keda_logs(&self, lines: usize) -> (String, String);
     /// Starts a fresh Mimir-API backend for one scenario, reachable from KEDA, so tenants'
-    /// data never leaks between scenarios.
+    /// data never leaks between scenarios. By default Cortex as a host process under the run
+    /// directory (for providers whose KEDA reaches 127.0.0.1 here).
     fn start_backend<'a>(
         &'a self,
         label: &'a str,
-    ) -> BoxFuture<'a, Result<MimirApiBackend, EnvError>>;
+    ) -> BoxFuture<'a, Result<MimirApiBackend, EnvError>> {
+        Box::pin(host_backend(self.run_dir(), label))
+    }
     /// Stops KEDA and removes the cluster or exactly the objects this run created.
     fn stop(self: Box<Self>) -> BoxFuture<'static, ()>;
 }

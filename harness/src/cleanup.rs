@@ -19,6 +19,11 @@ use std::time::Duration;
 
 static TEMP_DIRS: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 static PROCESS_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+/// Removals of things outside this process (a kind cluster, a container), by key.
+static FINALIZERS: Mutex<Vec<(String, Finalizer)>> = Mutex::new(Vec::new());
+
+/// A blocking removal of something this process created outside itself.
+pub type Finalizer = Box<dyn FnOnce() + Send>;
 static INSTALL: Once = Once::new();
 /// Signals received so far.
 static SIGNALS: AtomicUsize = AtomicUsize::new(0);
@@ -104,7 +109,15 @@ impl Drop for GracefulStop {
 }
 
 /// Removes everything registered now (also called on normal exit paths by guards).
+/// Finalizers run first, newest first, while the processes they may need still exist.
 pub fn run_cleanup() {
+    let finalizers = FINALIZERS
+        .lock()
+        .map(|mut f| std::mem::take(&mut *f))
+        .unwrap_or_default();
+    for (_, finalize) in finalizers.into_iter().rev() {
+        finalize();
+    }
     if let Ok(mut groups) = PROCESS_GROUPS.lock() {
         for pgid in groups.iter() {
             let _ = nix::sys::signal::killpg(
@@ -203,4 +216,21 @@ pub fn unregister_process_group(pgid: i32) {
     if let Ok(mut groups) = PROCESS_GROUPS.lock() {
         groups.remove(&pgid);
     }
+}
+
+/// Registers `finalize` to run on interrupt (and from [`run_cleanup`]) under `key`: for
+/// things outside this process that must not outlive it, like a kind cluster. The owner calls
+/// [`take_finalizer`] when it removes the thing itself.
+pub fn register_finalizer(key: &str, finalize: Finalizer) {
+    install_interrupt_handler();
+    if let Ok(mut f) = FINALIZERS.lock() {
+        f.push((key.to_string(), finalize));
+    }
+}
+
+/// Forgets (and returns) the finalizer registered under `key`.
+pub fn take_finalizer(key: &str) -> Option<Finalizer> {
+    let mut f = FINALIZERS.lock().ok()?;
+    let at = f.iter().position(|(k, _)| k == key)?;
+    Some(f.remove(at).1)
 }

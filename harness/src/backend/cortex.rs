@@ -1,6 +1,8 @@
-//! The multi-tenant Mimir-API backend of the local provider: Cortex (Apache-2.0, the project
-//! Mimir grew from; same `X-Scope-OrgID` tenancy, `/prometheus` query prefix and
-//! `/api/v1/push` remote write) as one host process with filesystem storage in the run dir.
+//! The multi-tenant Mimir-API backend: Cortex (Apache-2.0, the project Mimir grew from; same
+//! `X-Scope-OrgID` tenancy, `/prometheus` query prefix and `/api/v1/push` remote write), one
+//! process with filesystem storage. The local and existing providers run it as a host process
+//! in the run dir; the kind provider runs it as a container on the cluster's network
+//! ([`MimirApiBackend::in_container`]).
 
 use crate::stack::process::{ManagedProcess, ProcessSpec};
 use crate::stack::wait::{Probe, Wait};
@@ -13,11 +15,24 @@ pub const PROMETHEUS_PREFIX: &str = "/prometheus";
 /// A running backend.
 #[derive(Debug)]
 pub struct MimirApiBackend {
-    process: ManagedProcess,
-    http_port: u16,
+    runs_as: RunsAs,
+    base_url: String,
     config: PathBuf,
-    /// Its ports, claimed while it runs (see [`crate::stack::ports`]).
-    _ports: Vec<crate::stack::ports::PortClaim>,
+}
+
+/// Where a backend runs.
+#[derive(Debug)]
+enum RunsAs {
+    /// A host process on 127.0.0.1.
+    HostProcess {
+        process: ManagedProcess,
+        /// Its ports, claimed while it runs (see [`crate::stack::ports`]).
+        _ports: Vec<crate::stack::ports::PortClaim>,
+    },
+    /// A container; the guard removes it when dropped.
+    Container {
+        _guard: Box<dyn std::fmt::Debug + Send + Sync>,
+    },
 }
 
 /// Why the backend did not start.
@@ -43,17 +58,17 @@ impl BackendError {
 }
 
 /// The Cortex configuration: single process, auth (tenancy) enabled, in-memory rings,
-/// filesystem blocks storage under `dir`, everything on loopback.
-pub fn config(dir: &Path, http_port: u16, grpc_port: u16) -> String {
+/// filesystem blocks storage under `dir`, listening on `listen` (loopback for a host process).
+pub fn config(dir: &Path, listen: &str, http_port: u16, grpc_port: u16) -> String {
     let d = dir.display();
     format!(
         r#"# Written by keda-conformance: Cortex as the multi-tenant Mimir-API backend.
 target: all
 auth_enabled: true
 server:
-  http_listen_address: 127.0.0.1
+  http_listen_address: {listen}
   http_listen_port: {http_port}
-  grpc_listen_address: 127.0.0.1
+  grpc_listen_address: {listen}
   grpc_listen_port: {grpc_port}
   log_level: warn
 api:
@@ -134,26 +149,12 @@ impl MimirApiBackend {
         pid_file: &Path,
         timeout: Duration,
     ) -> Result<Self, BackendError> {
-        for sub in [
-            "",
-            "blocks",
-            "tsdb",
-            "tsdb-sync",
-            "compactor",
-            "rules",
-            "ruler-tmp",
-            "alertmanager",
-            "alertmanager-data",
-        ] {
-            let d = dir.join(sub);
-            std::fs::create_dir_all(&d)
-                .map_err(|e| BackendError::Setup(format!("{}: {e}", d.display())))?;
-        }
+        create_layout(dir)?;
         let ports = crate::stack::ports::claim(2)
             .map_err(|e| BackendError::Setup(format!("ports: {e}")))?;
         let (http_port, grpc_port) = (ports[0].port(), ports[1].port());
         let config_path = dir.join("cortex.yaml");
-        std::fs::write(&config_path, config(dir, http_port, grpc_port))
+        std::fs::write(&config_path, config(dir, "127.0.0.1", http_port, grpc_port))
             .map_err(|e| BackendError::Setup(format!("{}: {e}", config_path.display())))?;
         let process = ManagedProcess::spawn(&ProcessSpec {
             name: "cortex".into(),
@@ -163,18 +164,45 @@ impl MimirApiBackend {
             pid_file: pid_file.to_path_buf(),
         })?;
         let backend = Self {
-            process,
-            http_port,
+            base_url: format!("http://127.0.0.1:{http_port}"),
+            runs_as: RunsAs::HostProcess {
+                process,
+                _ports: ports,
+            },
             config: config_path,
-            _ports: ports,
         };
+        backend.wait_ready(timeout).await?;
+        Ok(backend)
+    }
+
+    /// A backend running in a container that answers at `base_url` from this host; `guard`
+    /// removes the container when dropped. Waits for `/ready`.
+    ///
+    /// # Errors
+    /// [`BackendError::Wait`] when it is not ready in `timeout`.
+    pub async fn in_container(
+        base_url: String,
+        config: PathBuf,
+        guard: Box<dyn std::fmt::Debug + Send + Sync>,
+        timeout: Duration,
+    ) -> Result<Self, BackendError> {
+        let backend = Self {
+            base_url,
+            runs_as: RunsAs::Container { _guard: guard },
+            config,
+        };
+        backend.wait_ready(timeout).await?;
+        Ok(backend)
+    }
+
+    async fn wait_ready(&self, timeout: Duration) -> Result<(), BackendError> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
             .map_err(|e| BackendError::Setup(e.to_string()))?;
-        let url = format!("{}/ready", backend.base_url());
+        let url = format!("{}/ready", self.base_url);
         Wait::new("Mimir-API backend (Cortex) /ready", timeout)
-            .watching([&backend.process])
+            .watching(self.process())
             .until(|| {
                 let client = client.clone();
                 let url = url.clone();
@@ -191,12 +219,12 @@ impl MimirApiBackend {
                 }
             })
             .await?;
-        Ok(backend)
+        Ok(())
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// Where this host reaches it (`http://127.0.0.1:<port>` for a host process).
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+        self.base_url.clone()
     }
 
     /// The Prometheus API base a trigger's serverAddress points at.
@@ -209,13 +237,40 @@ impl MimirApiBackend {
         format!("{}/api/v1/push", self.base_url())
     }
 
-    /// The process (for RSS and liveness).
-    pub fn process(&self) -> &ManagedProcess {
-        &self.process
+    /// The host process, when it is one (for RSS and liveness).
+    pub fn process(&self) -> Option<&ManagedProcess> {
+        match &self.runs_as {
+            RunsAs::HostProcess { process, .. } => Some(process),
+            RunsAs::Container { .. } => None,
+        }
     }
 
     /// The configuration file written.
     pub fn config_path(&self) -> &Path {
         &self.config
     }
+}
+
+/// Creates `dir` and the directories Cortex expects in it (it exits on a missing
+/// `alertmanager/`, `rules/` or `ruler-tmp/`).
+///
+/// # Errors
+/// [`BackendError::Setup`] naming the directory.
+pub fn create_layout(dir: &Path) -> Result<(), BackendError> {
+    for sub in [
+        "",
+        "blocks",
+        "tsdb",
+        "tsdb-sync",
+        "compactor",
+        "rules",
+        "ruler-tmp",
+        "alertmanager",
+        "alertmanager-data",
+    ] {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d)
+            .map_err(|e| BackendError::Setup(format!("{}: {e}", d.display())))?;
+    }
+    Ok(())
 }

@@ -170,7 +170,13 @@ fn redirect_output(log: &Path) -> std::io::Result<()> {
 fn up(a: &UpArgs) -> Result<i32, InputError> {
     match a.provider {
         ProviderKind::Local => {}
-        ProviderKind::Kind => crate::provider::kind::require_docker()?,
+        ProviderKind::Kind => {
+            return Err(InputError::in_flag(
+                "--provider kind",
+                "`cluster up` starts only local clusters; a kind cluster lives as long as the run that creates it",
+                "use `keda-conformance run --provider kind`",
+            ))
+        }
         ProviderKind::Existing => {
             return Err(InputError::in_flag(
                 "--provider existing",
@@ -356,6 +362,11 @@ fn down(name: Option<&str>) -> Result<i32, InputError> {
 fn gc() -> Result<i32, InputError> {
     for dir in crate::cleanup::gc_temp_dirs(&std::env::temp_dir()) {
         eprintln!("removed orphaned temporary directory {}", dir.display());
+    }
+    for cluster in crate::provider::kind::gc_blocking() {
+        eprintln!(
+            "removed kind cluster {cluster:?} (its owner is gone), its containers and network"
+        );
     }
     match local::gc() {
         Ok(removed) if removed.is_empty() => {

@@ -210,14 +210,7 @@ pub(super) fn start_live(
     let runtime = super::runtime()?;
     create_out_dir(&a.out)?;
     let env = match a.provider {
-        crate::provider::ProviderKind::Kind => {
-            crate::provider::kind::require_docker()?;
-            return Err(InputError::in_flag(
-                "--provider kind",
-                "not available",
-                "use --provider local",
-            ));
-        }
+        crate::provider::ProviderKind::Kind => start_kind_env(&runtime, nodes)?,
         crate::provider::ProviderKind::Existing => {
             let kubeconfig = a.kubeconfig.clone().ok_or_else(|| {
                 InputError::in_flag(
@@ -459,6 +452,30 @@ fn start_local_env(
                 e.to_string(),
                 "run `scripts/setup-stack.sh`; see the component log named above",
             )
+        })
+}
+
+/// Starts a kind live environment (Docker, images, cluster, KEDA as pods), relaying its
+/// progress.
+///
+/// # Errors
+/// An [`InputError`] (exit 2) naming what is missing or what failed.
+fn start_kind_env(
+    runtime: &tokio::runtime::Runtime,
+    nodes: u32,
+) -> Result<crate::live::env::LiveEnv, InputError> {
+    eprintln!("starting the live tier: kind provider (real pods), KEDA {} as pods, Mimir-API backend Cortex {} as containers", toolchain::KEDA.version(), toolchain::CORTEX.version());
+    runtime
+        .block_on(crate::live::env::LiveEnv::start_kind(nodes, &|line| {
+            eprintln!("  {line}")
+        }))
+        .map_err(|e| match e {
+            crate::live::env::EnvError::Input(i) => i,
+            other => InputError::in_environment(
+                "--provider kind",
+                other.to_string(),
+                "see the message above; `keda-conformance cluster gc` removes what a killed run left",
+            ),
         })
 }
 

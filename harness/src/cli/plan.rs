@@ -30,7 +30,16 @@ pub fn plan(scenarios: &[Scenario], a: &RunArgs) -> Result<String, InputError> {
     );
     if live {
         match a.provider {
-            ProviderKind::Kind => crate::provider::kind::require_docker()?,
+            ProviderKind::Kind => {
+                let _ = writeln!(out, "docker: use the engine that answers (DOCKER_HOST, /var/run/docker.sock), else start a private dockerd (own socket, data root, bridge; scripts/kind/dockerd.sh)");
+                let _ = writeln!(out, "images: scripts/kind/build.sh builds or checks the cached images (node image with Kubernetes {}, KEDA {} images, Cortex {}, the Tempo stand-in)", toolchain::KUBERNETES.version(), toolchain::KEDA.version(), toolchain::CORTEX.version());
+                let _ = writeln!(out, "cluster: kind create cluster --name kc-<pid>-<random> from kind-config/single-node.yaml on a Docker network of the same name");
+                let _ = writeln!(
+                    out,
+                    "  HPA: sync period 5s, downscale stabilization 15s, tolerance 0.1"
+                );
+                let _ = writeln!(out, "KEDA {}: kind load its images, server-side apply its install manifest (operator, metrics API server, admission webhooks as pods); wait for the three Deployments Ready and the APIService v1beta1.external.metrics.k8s.io Available", toolchain::KEDA.version());
+            }
             ProviderKind::Local => {
                 let nodes = a.nodes.unwrap_or_else(|| {
                     scenarios
@@ -102,14 +111,24 @@ pub fn plan(scenarios: &[Scenario], a: &RunArgs) -> Result<String, InputError> {
                 Step::Install(i) => Some(i.metrics),
                 _ => None,
             });
-            let where_to = match endpoint {
-                Some(MetricsEndpoint::Mock) => "a recording mock (wiremock) on 127.0.0.1",
-                Some(MetricsEndpoint::Proxy) => {
-                    "a recording proxy on 127.0.0.1 in front of the backend"
-                }
-                _ => "the backend",
+            let host = if a.provider == ProviderKind::Kind {
+                "the kind network's gateway address"
+            } else {
+                "127.0.0.1"
             };
-            let _ = writeln!(out, "  backend: start Cortex {} (Mimir API, auth enabled) on 127.0.0.1 for this scenario", toolchain::CORTEX.version());
+            let where_to = match endpoint {
+                Some(MetricsEndpoint::Mock) => format!("a recording mock (wiremock) on {host}"),
+                Some(MetricsEndpoint::Proxy) => {
+                    format!("a recording proxy on {host} in front of the backend")
+                }
+                _ => "the backend".to_string(),
+            };
+            if a.provider == ProviderKind::Kind {
+                let _ = writeln!(out, "  backend: start Cortex {} (Mimir API, auth enabled) as a container on the kind network for this scenario", toolchain::CORTEX.version());
+                let _ = writeln!(out, "  images: kind load the chart's images; those the engine lacks are played by the keda-conformance stand-in (reported)");
+            } else {
+                let _ = writeln!(out, "  backend: start Cortex {} (Mimir API, auth enabled) on 127.0.0.1 for this scenario", toolchain::CORTEX.version());
+            }
             let files: Vec<String> = s.values.iter().map(|f| f.display().to_string()).collect();
             let install = crate::live::release::release_argv(
                 "install",
@@ -150,6 +169,7 @@ pub fn plan(scenarios: &[Scenario], a: &RunArgs) -> Result<String, InputError> {
     if live {
         let _ = writeln!(out, "\nat the end: {}", match (a.provider, a.install_keda) {
             (ProviderKind::Local, _) => "stop KEDA, stop the cluster and remove its run directory (unless --keep)",
+            (ProviderKind::Kind, _) => "kind delete cluster; remove the backend containers and the Docker network; stop the private dockerd if this run started it and no other run uses it",
             (ProviderKind::Existing, true) => "stop KEDA; delete the APIService v1beta1.external.metrics.k8s.io, the KEDA CRDs and Namespace keda that this run created",
             _ => "nothing else: the cluster is left as found",
         });

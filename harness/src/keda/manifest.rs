@@ -95,3 +95,42 @@ pub fn keda_hpa_name(scaled_object_name: &str, body: &serde_json::Value) -> Stri
         .map(str::to_string)
         .unwrap_or_else(|| format!("keda-hpa-{scaled_object_name}"))
 }
+
+/// The container images a rendered manifest stream runs (containers and init containers of
+/// every pod template and pod), sorted, without duplicates.
+pub fn images_in(rendered: &str) -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for key in ["containers", "initContainers"] {
+                    if let Some(serde_json::Value::Array(cs)) = m.get(key) {
+                        for c in cs {
+                            if let Some(serde_json::Value::String(i)) = c.get("image") {
+                                out.insert(i.clone());
+                            }
+                        }
+                    }
+                }
+                m.values().for_each(|c| walk(c, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for m in split(rendered).unwrap_or_default() {
+        walk(&m.body, &mut out);
+    }
+    out.into_iter().collect()
+}
+
+#[cfg(test)]
+mod image_tests {
+    use super::*;
+
+    #[test]
+    fn images_of_pod_templates() {
+        let rendered = "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec:\n  template:\n    spec:\n      initContainers: [{name: i, image: 'busy:1'}]\n      containers: [{name: c, image: 'tempo:2'}, {name: d, image: 'tempo:2'}]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata: {image: 'not:me'}\n";
+        assert_eq!(images_in(rendered), vec!["busy:1", "tempo:2"]);
+    }
+}

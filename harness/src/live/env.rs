@@ -5,6 +5,7 @@
 use crate::backend::cortex::MimirApiBackend;
 use crate::chart::capabilities::Capabilities;
 use crate::provider::existing::ExistingEnvironment;
+use crate::provider::kind::KindEnvironment;
 use crate::provider::local::LocalEnvironment;
 use crate::provider::Environment;
 use std::time::Duration;
@@ -63,6 +64,18 @@ impl LiveEnv {
         Ok(Self::new(Box::new(env), client, startup))
     }
 
+    /// Creates a kind cluster with KEDA as pods (see [`KindEnvironment::start`]).
+    ///
+    /// # Errors
+    /// [`EnvError`] naming the part that failed.
+    pub async fn start_kind(
+        nodes: u32,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<Self, EnvError> {
+        let (env, client, startup) = KindEnvironment::start(nodes, progress).await?;
+        Ok(Self::new(Box::new(env), client, startup))
+    }
+
     /// Uses a cluster the user already has (see [`ExistingEnvironment::start`]).
     ///
     /// # Errors
@@ -83,6 +96,19 @@ impl LiveEnv {
         self.environment
             .as_deref()
             .expect("a LiveEnv is used only until it is stopped")
+    }
+
+    /// The address on this host that KEDA reaches (where mocks bind).
+    pub fn keda_reaches(&self) -> std::net::IpAddr {
+        self.environment().keda_reaches()
+    }
+
+    /// Makes the chart's images available to its pods; returns the stand-in references.
+    ///
+    /// # Errors
+    /// [`EnvError`] when an image cannot be loaded.
+    pub async fn prepare_images(&self, images: &[String]) -> Result<Vec<String>, EnvError> {
+        self.environment().prepare_images(images).await
     }
 
     /// An admin client.

@@ -96,7 +96,16 @@ pub async fn run(
         _ => None,
     });
     let metrics = install.as_ref().map(|i| i.metrics);
-    let mock = start_mock(install.as_ref(), &backend).await;
+    let mock = match start_mock(env.keda_reaches(), install.as_ref(), &backend).await {
+        Ok(m) => m,
+        Err(e) => {
+            outcome.reasons.push(format!(
+                "cannot start the recording endpoint on {}: {e}",
+                env.keda_reaches()
+            ));
+            return outcome;
+        }
+    };
     let trigger_address = mock
         .as_ref()
         .map(|m| m.server_address())
@@ -136,26 +145,23 @@ pub async fn run(
     outcome
 }
 
-/// A recording mock (or a proxy in front of the backend) when the install step asks for one.
+/// A recording mock (or a proxy in front of the backend) when the install step asks for one,
+/// listening on `ip`, where KEDA reaches this host.
 async fn start_mock(
+    ip: std::net::IpAddr,
     install: Option<&InstallStep>,
     backend: &MimirApiBackend,
-) -> Option<PrometheusMock> {
-    match install.map(|i| i.metrics) {
-        Some(MetricsEndpoint::Mock) => Some(
-            PrometheusMock::start(
-                PROMETHEUS_PREFIX,
-                install
-                    .and_then(|i| i.mock.clone())
-                    .unwrap_or(Behaviour::Empty),
-            )
-            .await,
-        ),
-        Some(MetricsEndpoint::Proxy) => Some(
-            PrometheusMock::start(PROMETHEUS_PREFIX, Behaviour::Forward(backend.base_url())).await,
-        ),
-        _ => None,
-    }
+) -> std::io::Result<Option<PrometheusMock>> {
+    let behaviour = match install.map(|i| i.metrics) {
+        Some(MetricsEndpoint::Mock) => install
+            .and_then(|i| i.mock.clone())
+            .unwrap_or(Behaviour::Empty),
+        Some(MetricsEndpoint::Proxy) => Behaviour::Forward(backend.base_url()),
+        _ => return Ok(None),
+    };
+    PrometheusMock::start_on(ip, PROMETHEUS_PREFIX, behaviour)
+        .await
+        .map(Some)
 }
 
 /// One scenario's live state while its steps run.
@@ -356,7 +362,13 @@ impl Session<'_> {
 
     /// Installs the release, then starts seeding and sampling.
     async fn install(&mut self) -> Result<String, String> {
-        let (release, line) = Release::install(
+        let images = crate::keda::manifest::images_in(&self.render.rendered);
+        let standins = self
+            .env
+            .prepare_images(&images)
+            .await
+            .map_err(|e| format!("the chart's images could not be made available: {e}"))?;
+        let (release, mut line) = Release::install(
             self.env,
             self.helm,
             self.scenario,
@@ -364,6 +376,12 @@ impl Session<'_> {
             &self.trigger_address,
         )
         .await?;
+        if !standins.is_empty() {
+            line.push_str(&format!(
+                "; images played by the keda-conformance stand-in (not the real program): {}",
+                standins.join(", ")
+            ));
+        }
         self.release = Some(release);
         self.seeder = Some(Seeder::start(
             self.client.clone(),

@@ -272,7 +272,8 @@ fn template_status(b: &Behaviour, tenant: Option<&str>, on_path: bool) -> u16 {
     }
 }
 
-/// A running mock Prometheus API on 127.0.0.1 (port chosen by the OS).
+/// A running mock Prometheus API on 127.0.0.1, or the address KEDA reaches (port chosen by the
+/// OS).
 pub struct PrometheusMock {
     server: MockServer,
     behaviour: Arc<Mutex<Behaviour>>,
@@ -284,7 +285,23 @@ pub struct PrometheusMock {
 impl PrometheusMock {
     /// Starts a mock serving `<prefix>/api/v1/query` (prefix like `/prometheus`, or empty).
     pub async fn start(prefix: &str, behaviour: Behaviour) -> Self {
-        let server = MockServer::start().await;
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST.into(), prefix, behaviour)
+            .await
+            .expect("a port on 127.0.0.1")
+    }
+
+    /// Like [`PrometheusMock::start`], listening on `ip` (an address of this host that KEDA
+    /// reaches: loopback, or the gateway of a Docker network the harness created).
+    ///
+    /// # Errors
+    /// When no port can be bound on `ip`.
+    pub async fn start_on(
+        ip: std::net::IpAddr,
+        prefix: &str,
+        behaviour: Behaviour,
+    ) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind((ip, 0))?;
+        let server = MockServer::builder().listener(listener).start().await;
         let behaviour = Arc::new(Mutex::new(behaviour));
         let log = Arc::new(Mutex::new(Vec::new()));
         let started = std::time::Instant::now();
@@ -298,16 +315,16 @@ impl PrometheusMock {
             .named("prometheus query API")
             .mount(&server)
             .await;
-        Self {
+        Ok(Self {
             server,
             behaviour,
             log,
             prefix: prefix.to_string(),
             started,
-        }
+        })
     }
 
-    /// The serverAddress a trigger should use (`http://127.0.0.1:<port><prefix>`).
+    /// The serverAddress a trigger should use (`http://<ip>:<port><prefix>`).
     pub fn server_address(&self) -> String {
         format!("{}{}", self.server.uri(), self.prefix)
     }

@@ -442,7 +442,7 @@ async fn delete_created(client: &kube::Client, created: Vec<Created>) {
 
 /// Whether KEDA is usable on a cluster: its ScaledObject CRD exists and the external metrics
 /// APIService is Available.
-async fn keda_installed(client: &kube::Client) -> Result<(), String> {
+pub(crate) async fn keda_installed(client: &kube::Client) -> Result<(), String> {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
     let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());

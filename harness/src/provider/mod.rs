@@ -2,8 +2,8 @@
 //! timing its controller runs with, the place where a scenario's Mimir-API backend starts,
 //! and the teardown of everything it created (its `stop`, or its drop). Everything after that
 //! is shared code. Today: [`local`] (a hermetic control plane of real binaries, pods
-//! simulated by kwok) and [`existing`] (a cluster the user points at); [`kind`] checks its
-//! precondition.
+//! simulated by kwok), [`kind`] (real pods in Docker) and [`existing`] (a cluster the user
+//! points at).
 
 pub mod existing;
 pub mod kind;
@@ -36,6 +36,19 @@ pub trait Environment: Send + Sync + std::fmt::Debug {
         label: &'a str,
     ) -> BoxFuture<'a, Result<MimirApiBackend, EnvError>> {
         Box::pin(host_backend(self.run_dir(), label))
+    }
+    /// The address on this host that KEDA reaches: where the recording mocks and proxy bind.
+    /// Loopback for providers whose KEDA runs here; the Docker network's gateway for kind.
+    fn keda_reaches(&self) -> std::net::IpAddr {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+    }
+    /// Makes the images a chart runs available to its pods, before it is installed. Returns
+    /// every image reference played by a stand-in so far (none where pods are simulated).
+    fn prepare_images<'a>(
+        &'a self,
+        _images: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<String>, EnvError>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
     /// Stops KEDA and removes the cluster or exactly the objects this run created.
     fn stop(self: Box<Self>) -> BoxFuture<'static, ()>;

@@ -21,7 +21,8 @@
 # `docker exec`'s process spec (exec --process).
 # Env overrides: KC_DOCKER_RUN_DIR (/run/kc-dockerd), KC_DOCKER_BRIDGE (kc-docker0),
 # KC_DOCKER_BRIDGE_CIDR (172.29.255.1/24), KC_DOCKER_POOL (172.29.0.0/17),
-# KEDA_CONFORMANCE_CACHE (~/.cache/keda-conformance).
+# KEDA_CONFORMANCE_CACHE (~/.cache/keda-conformance); KEDA_CONFORMANCE_NO_PRIVATE_DOCKERD=1 uses
+# only an engine that answers (start fails, exit 2, when none does).
 # Exit codes: 0 ok, 2 could not start / stop, 3 not started (env).
 set -euo pipefail
 
@@ -171,6 +172,13 @@ kill_private() {
 }
 
 start() {
+  if [ -n "${KEDA_CONFORMANCE_NO_PRIVATE_DOCKERD:-}" ]; then
+    local c
+    for c in ${DOCKER_HOST:-} unix:///var/run/docker.sock; do
+      if answers "$c"; then echo "$c"; return 0; fi
+    done
+    die "no Docker engine answers (DOCKER_HOST=${DOCKER_HOST:-unset}, /var/run/docker.sock) and KEDA_CONFORMANCE_NO_PRIVATE_DOCKERD forbids starting a private dockerd"
+  fi
   lock
   if [ -f "$state" ]; then
     read -r mode host <"$state" || true
@@ -194,7 +202,7 @@ start() {
     log "the engine at $candidate cannot run privileged containers ($err); starting our own"
   done
 
-  [ "$(id -u)" = 0 ] || die "no usable Docker engine and not root: cannot start a private dockerd"
+  [ "$(id -u)" = 0 ] || die "no Docker engine answers, and a private dockerd needs root"
   if ! command -v dockerd >/dev/null || [ ! -x /usr/sbin/runc ]; then
     log "installing docker.io with apt"
     DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y --no-install-recommends docker.io >&2 \

@@ -479,19 +479,34 @@ fn start_kind_env(
         })
 }
 
-/// A runtime and a local live environment (cluster, KEDA) for commands that run derived
-/// scenarios (`repro`, `qualify`).
-pub(super) fn local_live(
+/// A runtime and a live environment (cluster, KEDA) of `provider` for commands that run
+/// derived scenarios (`repro`, `qualify`).
+///
+/// # Errors
+/// An [`InputError`] for the existing provider (these commands make their own cluster) or
+/// when the environment does not start.
+pub(super) fn derived_live(
+    provider: crate::provider::ProviderKind,
     name: &str,
     nodes: u32,
 ) -> Result<(tokio::runtime::Runtime, crate::live::env::LiveEnv), InputError> {
     let runtime = super::runtime()?;
-    let env = start_local_env(
-        &runtime,
-        &format!("{name}-{}", std::process::id()),
-        nodes,
-        false,
-    )?;
+    let env = match provider {
+        crate::provider::ProviderKind::Local => start_local_env(
+            &runtime,
+            &format!("{name}-{}", std::process::id()),
+            nodes,
+            false,
+        )?,
+        crate::provider::ProviderKind::Kind => start_kind_env(&runtime, nodes)?,
+        crate::provider::ProviderKind::Existing => {
+            return Err(InputError::in_flag(
+                "--provider existing",
+                format!("`{name}` makes its own cluster"),
+                "use --provider local or --provider kind (or `run --provider existing` with a saved scenario)",
+            ))
+        }
+    };
     Ok((runtime, env))
 }
 

@@ -256,6 +256,10 @@ pub struct ReproArgs {
     /// render checks (seconds, offline).
     #[arg(long, value_enum, default_value = "all")]
     pub tier: crate::engine::Tier,
+    /// Where the live tier runs: `local` (hermetic, pods simulated by kwok) or `kind` (real
+    /// pods in Docker).
+    #[arg(long, value_enum, default_value = "local")]
+    pub provider: crate::provider::ProviderKind,
     /// Cluster capabilities to render for.
     #[command(flatten)]
     pub capabilities: CapabilityArgs,
@@ -299,6 +303,10 @@ pub struct QualifyArgs {
     /// Evidence directory.
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
+    /// Where the live tier runs: `local` (hermetic, pods simulated by kwok) or `kind` (real
+    /// pods in Docker).
+    #[arg(long, value_enum, default_value = "local")]
+    pub provider: crate::provider::ProviderKind,
     /// Cluster capabilities to render for.
     #[command(flatten)]
     pub capabilities: CapabilityArgs,

@@ -323,7 +323,7 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
         .max()
         .unwrap_or(5);
     super::commands::create_out_dir(&a.out)?;
-    let (runtime, env) = super::commands::local_live("qualify", nodes)?;
+    let (runtime, env) = super::commands::derived_live(a.provider, "qualify", nodes)?;
     let ctx = crate::engine::LiveContext {
         runtime,
         env,

@@ -96,7 +96,7 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
         .and_then(|so| so.body["spec"]["maxReplicaCount"].as_u64())
         .unwrap_or(5);
     let nodes = (max as u32).clamp(3, 10);
-    let (runtime, env) = super::commands::local_live("repro", nodes)?;
+    let (runtime, env) = super::commands::derived_live(a.provider, "repro", nodes)?;
     super::commands::create_out_dir(&a.out)?;
     // An interrupt stops the run at its current step, which writes the evidence it has; the
     // verdict is still printed (marked interrupted) and the exit code is 130, as in `run`.

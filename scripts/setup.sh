@@ -5,6 +5,9 @@
 #   scripts/setup.sh --stack   also the `local` provider's stack (scripts/setup-stack.sh)
 #   scripts/setup.sh --tests   also what only the tests use: the KEDA reference program (the
 #                              differential parser test) and cargo-nextest (may follow --stack)
+#   scripts/setup.sh --kind    also the `kind` provider's images (scripts/kind/build.sh, in the
+#                              Docker engine scripts/kind/dockerd.sh finds or starts; a private
+#                              dockerd started for the build is stopped after it)
 # Exit codes: 0 ready, 2 something could not be installed (the message says what).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,11 +30,13 @@ wait $h4 || { echo "setup: building helm4 failed" >&2; exit 2; }
 
 stack=0
 tests=0
+kind=0
 for arg in "$@"; do
   case "$arg" in
     --stack) stack=1 ;;
     --tests) tests=1 ;;
-    *) echo "setup: unknown argument $arg (use --stack and/or --tests)" >&2; exit 2 ;;
+    --kind) kind=1 ;;
+    *) echo "setup: unknown argument $arg (use --stack, --tests and/or --kind)" >&2; exit 2 ;;
   esac
 done
 
@@ -72,5 +77,18 @@ ln -sf "$nextest_root/bin/cargo-nextest" "$cache_root/bin/cargo-nextest"
 fi
 if [ "$stack" = 1 ]; then
   "$here/setup-stack.sh"
+fi
+if [ "$kind" = 1 ]; then
+  started_docker=0
+  if ! DOCKER_HOST=$("$here/kind/dockerd.sh" env 2>/dev/null); then
+    DOCKER_HOST=$(timeout 900 "$here/kind/dockerd.sh" start) || { echo "setup: no Docker engine for the kind images" >&2; exit 2; }
+    started_docker=1
+  fi
+  export DOCKER_HOST
+  echo "setup: building or checking the kind images (cold: about 25 minutes on 2 cores)" >&2
+  rc=0
+  timeout 7200 "$here/kind/build.sh" >/dev/null || rc=$?
+  if [ "$started_docker" = 1 ]; then "$here/kind/dockerd.sh" stop || true; fi
+  [ "$rc" = 0 ] || { echo "setup: scripts/kind/build.sh failed (exit $rc)" >&2; exit 2; }
 fi
 echo "setup: ready (cache: $cache_root)" >&2

@@ -22,6 +22,9 @@ static PROCESS_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 /// Removals of things outside this process (a kind cluster, a container), by key.
 static FINALIZERS: Mutex<Vec<(String, Finalizer)>> = Mutex::new(Vec::new());
 
+/// Held while a finalizer runs, so an exit on interrupt waits for a teardown under way.
+static FINALIZING: Mutex<()> = Mutex::new(());
+
 /// A blocking removal of something this process created outside itself.
 pub type Finalizer = Box<dyn FnOnce() + Send>;
 static INSTALL: Once = Once::new();
@@ -111,6 +114,9 @@ impl Drop for GracefulStop {
 /// Removes everything registered now (also called on normal exit paths by guards).
 /// Finalizers run first, newest first, while the processes they may need still exist.
 pub fn run_cleanup() {
+    // A teardown under way in another thread finishes first (its child processes would die
+    // with us half-way).
+    let _running = FINALIZING.lock().unwrap_or_else(|e| e.into_inner());
     let finalizers = FINALIZERS
         .lock()
         .map(|mut f| std::mem::take(&mut *f))
@@ -220,7 +226,7 @@ pub fn unregister_process_group(pgid: i32) {
 
 /// Registers `finalize` to run on interrupt (and from [`run_cleanup`]) under `key`: for
 /// things outside this process that must not outlive it, like a kind cluster. The owner calls
-/// [`take_finalizer`] when it removes the thing itself.
+/// [`run_finalizer`] to remove the thing itself.
 pub fn register_finalizer(key: &str, finalize: Finalizer) {
     install_interrupt_handler();
     if let Ok(mut f) = FINALIZERS.lock() {
@@ -228,9 +234,15 @@ pub fn register_finalizer(key: &str, finalize: Finalizer) {
     }
 }
 
-/// Forgets (and returns) the finalizer registered under `key`.
-pub fn take_finalizer(key: &str) -> Option<Finalizer> {
-    let mut f = FINALIZERS.lock().ok()?;
-    let at = f.iter().position(|(k, _)| k == key)?;
-    Some(f.remove(at).1)
+/// Runs (and forgets) the finalizer registered under `key`, if it is still registered; an
+/// exit on interrupt meanwhile waits for it to finish.
+pub fn run_finalizer(key: &str) {
+    let _running = FINALIZING.lock().unwrap_or_else(|e| e.into_inner());
+    let finalize = FINALIZERS.lock().ok().and_then(|mut f| {
+        let at = f.iter().position(|(k, _)| k == key)?;
+        Some(f.remove(at).1)
+    });
+    if let Some(finalize) = finalize {
+        finalize();
+    }
 }

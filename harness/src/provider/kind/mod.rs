@@ -83,7 +83,6 @@ pub struct KindEnvironment {
     standins: Mutex<BTreeSet<String>>,
     /// Image references already in the node.
     loaded: Mutex<BTreeSet<String>>,
-    stopped: bool,
     /// Holds the kubeconfig, the cluster config and the backends' state.
     temp: crate::cleanup::TempDir,
 }
@@ -200,7 +199,6 @@ impl KindEnvironment {
             gateway: Ipv4Addr::LOCALHOST,
             standins: Mutex::new(BTreeSet::new()),
             loaded: Mutex::new(BTreeSet::new()),
-            stopped: false,
             temp,
         };
         // From here on an interrupt, an error or a drop removes the cluster.
@@ -703,13 +701,10 @@ impl Environment for KindEnvironment {
         })
     }
 
-    fn stop(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+    fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            self.stopped = true;
             let key = self.finalizer_key();
-            if let Some(finalize) = crate::cleanup::take_finalizer(&key) {
-                let _ = tokio::task::spawn_blocking(finalize).await;
-            }
+            let _ = tokio::task::spawn_blocking(move || crate::cleanup::run_finalizer(&key)).await;
             drop(self);
         })
     }
@@ -717,9 +712,7 @@ impl Environment for KindEnvironment {
 
 impl Drop for KindEnvironment {
     fn drop(&mut self) {
-        if let Some(finalize) = crate::cleanup::take_finalizer(&self.finalizer_key()) {
-            finalize();
-        }
+        crate::cleanup::run_finalizer(&self.finalizer_key());
     }
 }
 

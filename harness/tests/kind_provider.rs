@@ -180,6 +180,26 @@ fn every_live_scenario_of_the_default_suite_passes_with_real_pods() {
 }
 
 #[test]
+fn replicas_that_never_become_ready_are_reported_not_ready() {
+    // suites/real-pods: a readiness probe that never passes. The HPA scales the Deployment to
+    // 4, and the harness must see 0 of them Ready (kwok's pods would all be Ready).
+    let out = tempfile::tempdir().unwrap();
+    let (child, rx) = spawn(
+        &["run", "--provider", "kind", "--suite", "suites/real-pods"],
+        out.path(),
+    );
+    let pid = child.id();
+    let (code, lines) = finish(child, &rx, Duration::from_secs(20 * 60));
+    let text = lines.join("\n");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("4 replicas, 0 of them Ready, after"),
+        "{text}"
+    );
+    assert_eq!(leftovers_of(pid), Vec::<String>::new());
+}
+
+#[test]
 fn an_interrupted_kind_run_removes_its_cluster_and_exits_130() {
     let out = tempfile::tempdir().unwrap();
     let (child, rx) = spawn(

@@ -30,6 +30,9 @@ pub(crate) struct Target {
     pub(crate) model: HpaModel,
     pub(crate) polling: Duration,
     pub(crate) fallback_replicas: Option<i32>,
+    /// How long a new pod of the workload needs, at least, before its probes let it be Ready
+    /// ([`ready_delay`]); zero where pods are simulated, real with real pods.
+    pub(crate) ready_delay: Duration,
 }
 
 impl Target {
@@ -160,7 +163,42 @@ pub(crate) fn target_from_render(
         model,
         polling: Duration::from_secs(int(&spec["pollingInterval"]).unwrap_or(30).max(1) as u64),
         fallback_replicas: int(&spec["fallback"]["replicas"]).map(|r| r as i32),
+        ready_delay: ready_delay(&workload_manifest.body),
     })
+}
+
+/// The earliest a new pod of `workload` can be Ready by its probes: per container, a startup
+/// probe's first success (`initialDelaySeconds + periodSeconds`) before the readiness probe's
+/// `initialDelaySeconds + periodSeconds x successThreshold` (Kubernetes' defaults: period 10 s,
+/// success threshold 1); the slowest container counts.
+pub(crate) fn ready_delay(workload: &Value) -> Duration {
+    let secs = |probe: &Value, key: &str, default: u64| {
+        probe[key]
+            .as_u64()
+            .or_else(|| probe[key].as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(default)
+    };
+    let probe_time = |probe: &Value, successes: u64| {
+        if probe.is_object() {
+            secs(probe, "initialDelaySeconds", 0) + secs(probe, "periodSeconds", 10) * successes
+        } else {
+            0
+        }
+    };
+    let containers = workload["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let slowest = containers
+        .iter()
+        .map(|c| {
+            let readiness = &c["readinessProbe"];
+            probe_time(&c["startupProbe"], 1)
+                + probe_time(readiness, secs(readiness, "successThreshold", 1))
+        })
+        .max()
+        .unwrap_or(0);
+    Duration::from_secs(slowest.min(3600))
 }
 
 pub(crate) fn namespace_for(scenario: &str, helm: HelmMajor) -> String {
@@ -323,6 +361,22 @@ impl NamespaceInQuery {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn ready_delay_is_the_slowest_container_s_probes() {
+        let w: Value = serde_json::json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "a", "readinessProbe": {"initialDelaySeconds": 30, "periodSeconds": 5, "successThreshold": 2}},
+            {"name": "b", "startupProbe": {"initialDelaySeconds": 10}, "readinessProbe": {}},
+            {"name": "c"}
+        ]}}}});
+        // a: 30 + 5 x 2 = 40; b: (10 + 10) + (0 + 10) = 30; c: none.
+        assert_eq!(ready_delay(&w), Duration::from_secs(40));
+        assert_eq!(ready_delay(&serde_json::json!({})), Duration::ZERO);
+        let huge = serde_json::json!({"spec": {"template": {"spec": {"containers": [
+            {"readinessProbe": {"initialDelaySeconds": 99999999}}]}}}});
+        assert_eq!(ready_delay(&huge), Duration::from_secs(3600));
+    }
+
     use super::*;
 
     #[test]

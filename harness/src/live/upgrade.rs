@@ -247,6 +247,7 @@ pub(crate) async fn upgrade_across(
             oracle: true,
             within: None,
             hold: None,
+            ready: None,
         },
         ctx.shared,
         ctx.seeder,

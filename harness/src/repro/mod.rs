@@ -356,6 +356,7 @@ pub fn derived_scenario(
             oracle: true,
             within: None,
             hold: None,
+            ready: None,
         })
     };
     let mut steps = vec![Step::Render(RenderStep {

@@ -312,6 +312,10 @@ pub struct ExpectReplicas {
     /// How long the count must then hold without change (default 10s).
     #[serde(default)]
     pub hold: Option<Span>,
+    /// How many of those replicas must be Ready (default: all of them). With real pods (the
+    /// kind provider) a replica whose readiness probe fails exists but is not Ready.
+    #[serde(default)]
+    pub ready: Option<i32>,
 }
 
 /// Flapping to expect.

@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 
 /// The default deadline for reaching a replica count: one polling interval (activation), the
 /// HPA's sync periods, the slower direction's delay from the ScaledObject's HPA behavior
-/// (stabilization window and scaling policies), and room for pods to become Ready.
+/// (stabilization window and scaling policies), the time the workload's pods need to become
+/// Ready by their probes, and room for pods to start.
 pub(crate) fn default_deadline(env: &LiveEnv, target: &Target) -> Duration {
     target.polling
         + env.hpa.sync_period * 4
         + target.delay(true, env).max(target.delay(false, env))
+        + target.ready_delay
         + Duration::from_secs(30)
 }
 
@@ -73,6 +75,7 @@ pub(crate) async fn expect_replicas(
             }
         };
         let expected = if e.oracle { oracle_expected } else { e.exact };
+        let want_ready = |x: i32| e.ready.unwrap_or(x);
         let metric = match &value {
             Ok(v) => format!("metric {v}"),
             Err(err) => format!("KEDA would error: {err}"),
@@ -83,14 +86,17 @@ pub(crate) async fn expect_replicas(
             r.status,
             r.ready,
             expected
-                .map(|x| x.to_string())
+                .map(|x| match e.ready {
+                    Some(ready) if ready != x => format!("{x} ({ready} Ready)"),
+                    _ => x.to_string(),
+                })
                 .unwrap_or_else(|| "unknown".into())
         );
         let settled = expected
-            .map(|x| r.spec == x && r.status == x && r.ready == x)
+            .map(|x| r.spec == x && r.status == x && r.ready == want_ready(x))
             .unwrap_or(false);
         match (settled, converged_at) {
-            (true, None) => converged_at = Some((Instant::now(), r.ready)),
+            (true, None) => converged_at = Some((Instant::now(), r.spec)),
             (true, Some((since, n))) if Instant::now().duration_since(since) >= hold => {
                 let down = initial.map(|i| n < i).unwrap_or(false);
                 let activating = initial == Some(0) && n > 0;
@@ -100,6 +106,8 @@ pub(crate) async fn expect_replicas(
                     Duration::ZERO
                 } + env.hpa.sync_period
                     + target.delay(!down, env)
+                    // New pods count once their probes pass.
+                    + if down { Duration::ZERO } else { target.ready_delay }
                     + answer_time;
                 if let Ok(mut s) = shared.lock() {
                     let step = format!(
@@ -114,8 +122,12 @@ pub(crate) async fn expect_replicas(
                         bound: bound.as_secs_f64(),
                     });
                 }
+                let counted = match e.ready {
+                    Some(k) if k != n => format!("{n} replicas, {k} of them Ready,"),
+                    _ => format!("{n} replicas Ready"),
+                };
                 return Ok(format!(
-                    "{n} replicas Ready after {:.0}s and held for {:.0}s ({metric})",
+                    "{counted} after {:.0}s and held for {:.0}s ({metric})",
                     since.duration_since(start).as_secs_f64(),
                     hold.as_secs_f64()
                 ));

@@ -367,6 +367,14 @@ pub enum BenchCommand {
         #[arg(long)]
         suite: Option<PathBuf>,
     },
+    /// `bench live` on the kind provider, after the time of each start phase: Docker, the
+    /// image pipeline (a warm cache check; a cold one builds everything), cluster create to
+    /// Ready, KEDA Ready as pods.
+    Kind {
+        /// A scenario file or a directory of them (default: suites/default).
+        #[arg(long)]
+        suite: Option<PathBuf>,
+    },
 }
 
 fn parse_helm(s: &str) -> Result<HelmMajor, String> {
@@ -396,7 +404,12 @@ pub fn main() -> i32 {
         Command::Doctor => commands::doctor(),
         Command::Bench(BenchCommand::Render { runs, helm }) => bench::bench_render(runs, helm),
         Command::Bench(BenchCommand::Stack { nodes, runs }) => cluster::bench_stack(nodes, runs),
-        Command::Bench(BenchCommand::Live { suite }) => bench::bench_live(suite),
+        Command::Bench(BenchCommand::Live { suite }) => {
+            bench::bench_live(suite, crate::provider::ProviderKind::Local)
+        }
+        Command::Bench(BenchCommand::Kind { suite }) => {
+            bench::bench_live(suite, crate::provider::ProviderKind::Kind)
+        }
         Command::Cluster(c) => cluster::run(c),
         Command::Repro(a) => repro::run(a),
         Command::Soak(a) => bench::soak(a),

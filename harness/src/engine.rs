@@ -192,35 +192,14 @@ fn run_one(
                         ));
                     }
                 }
-                let sos: Vec<serde_json::Value> = crate::keda::manifest::split(&report.rendered)
-                    .map(|ms| {
-                        ms.into_iter()
-                            .filter(|m| m.is_keda("ScaledObject"))
-                            .map(|m| m.body)
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let units = report.autoscaled();
                 if let Some(t) = &r.target {
-                    let found = sos.iter().any(|so| {
-                        so["spec"]["scaleTargetRef"]["name"] == t.name.as_str()
-                            && so["spec"]["scaleTargetRef"]["kind"]
-                                .as_str()
-                                .unwrap_or("Deployment")
-                                == t.kind
-                    });
+                    let found = units
+                        .iter()
+                        .any(|u| u.workload.name == t.name && u.workload.kind == t.kind);
                     if !found {
-                        let actual: Vec<String> = sos
-                            .iter()
-                            .map(|so| {
-                                format!(
-                                    "{}/{}",
-                                    so["spec"]["scaleTargetRef"]["kind"]
-                                        .as_str()
-                                        .unwrap_or("Deployment"),
-                                    so["spec"]["scaleTargetRef"]["name"].as_str().unwrap_or("")
-                                )
-                            })
-                            .collect();
+                        let actual: Vec<String> =
+                            units.iter().map(|u| u.workload.to_string()).collect();
                         reasons.push(format!(
                             "expected a ScaledObject targeting {}/{}; rendered targets: {}",
                             t.kind,
@@ -234,17 +213,20 @@ fn run_one(
                     }
                 }
                 if let Some(rep) = r.replicas {
-                    let ok = sos.iter().any(|so| {
-                        so["spec"]["minReplicaCount"].as_i64() == Some(rep.min)
-                            && so["spec"]["maxReplicaCount"].as_i64() == Some(rep.max)
+                    let ok = units.iter().any(|u| {
+                        u.min_replicas == Some(rep.min) && u.max_replicas == Some(rep.max)
                     });
                     if !ok {
-                        let actual: Vec<String> = sos
+                        let shown = |n: Option<i64>| {
+                            n.map_or_else(|| "null".to_string(), |n| n.to_string())
+                        };
+                        let actual: Vec<String> = units
                             .iter()
-                            .map(|so| {
+                            .map(|u| {
                                 format!(
                                     "min {} max {}",
-                                    so["spec"]["minReplicaCount"], so["spec"]["maxReplicaCount"]
+                                    shown(u.min_replicas),
+                                    shown(u.max_replicas)
                                 )
                             })
                             .collect();

@@ -163,9 +163,7 @@ fn spellings(s: &str) -> Vec<String> {
 pub fn for_renders(reports: &[&crate::render::RenderReport]) -> Redactor {
     let mut r = Redactor::default();
     for rep in reports {
-        if let Ok(ms) = crate::keda::manifest::split(&rep.rendered) {
-            r.add_manifests(&ms);
-        }
+        r.add_manifests(&rep.manifests);
         for req in &rep.verdict.requests {
             for (n, v) in &req.request.headers {
                 if req.request.secret_headers.contains(n) {

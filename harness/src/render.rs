@@ -84,12 +84,27 @@ pub struct RenderReport {
     /// The rendered manifest stream (evidence).
     #[serde(skip)]
     pub rendered: String,
+    /// The rendered objects, parsed once (empty when Helm failed or a document did not
+    /// parse). Consumers read these, or [`RenderReport::autoscaled`], never the stream.
+    #[serde(skip)]
+    pub manifests: Vec<crate::keda::manifest::Manifest>,
     /// Time Helm took.
     #[serde(skip)]
     pub helm_time: Duration,
 }
 
 impl RenderReport {
+    /// Every rendered ScaledObject as a typed unit (workload, HPA name, triggers as KEDA
+    /// parses them).
+    pub fn autoscaled(&self) -> Vec<crate::keda::autoscaled::Autoscaled> {
+        crate::keda::autoscaled::Autoscaled::all(&self.manifests, &self.verdict.requests)
+    }
+
+    /// The first rendered ScaledObject, typed.
+    pub fn first_autoscaled(&self) -> Option<crate::keda::autoscaled::Autoscaled> {
+        self.autoscaled().into_iter().next()
+    }
+
     /// The worst status among findings.
     pub fn status(&self) -> Status {
         self.verdict.status()
@@ -130,6 +145,7 @@ pub fn render(opts: &RenderOptions) -> Result<RenderReport, InputError> {
         namespace: opts.namespace.clone(),
         verdict: RenderVerdict::default(),
         rendered: String::new(),
+        manifests: Vec::new(),
         helm_time,
     };
     let stream = match result {
@@ -231,5 +247,6 @@ pub fn render(opts: &RenderOptions) -> Result<RenderReport, InputError> {
     };
     report.verdict = checks::run(&ctx);
     report.rendered = stream;
+    report.manifests = manifests;
     Ok(report)
 }

@@ -93,8 +93,8 @@ pub fn plan(scenarios: &[Scenario], a: &RunArgs) -> Result<String, InputError> {
                 let _ = writeln!(out, "  --set {set}");
             }
             let _ = writeln!(out, "  render: helm template --namespace={} --kube-version={} --api-versions=<{} API versions: {}> -- {} <chart> (offline; absent dependencies replaced by empty stand-ins in a temporary copy)", s.namespace, report.capabilities.kube_version, report.capabilities.api_versions.len(), report.capabilities.describe(), s.release);
-            let ms = crate::keda::manifest::split(&report.rendered).unwrap_or_default();
-            for m in ms
+            for m in report
+                .manifests
                 .iter()
                 .filter(|m| m.kind != crate::chart::source::STUB_MARKER_KIND)
             {

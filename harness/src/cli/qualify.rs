@@ -68,17 +68,10 @@ struct Derived {
 /// kind of workload for the same component as the scenario's own chart with its own values.
 /// `None` when no ScaledObject is rendered.
 fn lineage(report: &RenderReport) -> Option<String> {
-    let manifests = crate::keda::manifest::split(&report.rendered).ok()?;
-    let so = manifests.iter().find(|m| m.is_keda("ScaledObject"))?;
-    let kind = so.body["spec"]["scaleTargetRef"]["kind"]
-        .as_str()
-        .unwrap_or("Deployment");
-    let name = so.body["spec"]["scaleTargetRef"]["name"]
-        .as_str()
-        .unwrap_or_default();
-    let component = manifests
-        .iter()
-        .find(|m| m.kind == kind && m.name == name)
+    let unit = report.first_autoscaled()?;
+    let (kind, name) = (unit.workload.kind.as_str(), unit.workload.name.as_str());
+    let component = unit
+        .workload_in(&report.manifests)
         .and_then(|w| {
             w.body["metadata"]["labels"]["app.kubernetes.io/component"]
                 .as_str()
@@ -553,16 +546,11 @@ fn summarise(
 
 /// The pollingInterval (seconds) of the first rendered ScaledObject; KEDA's default is 30.
 fn polling_seconds(report: &render::RenderReport) -> u64 {
-    crate::keda::manifest::split(&report.rendered)
-        .unwrap_or_default()
-        .iter()
-        .find(|m| m.is_keda("ScaledObject"))
-        .and_then(|so| {
-            let v = &so.body["spec"]["pollingInterval"];
-            v.as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        })
-        .unwrap_or(30)
+    report
+        .first_autoscaled()
+        .map(|a| a.polling)
+        .unwrap_or(crate::keda::autoscaled::DEFAULT_POLLING)
+        .as_secs()
 }
 
 #[cfg(test)]
@@ -579,6 +567,7 @@ mod tests {
             gated_api_versions: Default::default(),
             verdict: Default::default(),
             rendered: rendered.into(),
+            manifests: crate::keda::manifest::split(rendered).unwrap_or_default(),
             helm_time: Default::default(),
         }
     }

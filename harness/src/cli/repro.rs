@@ -26,10 +26,7 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
         capabilities: a.capabilities.resolve()?,
     })?;
     let trigger = report.verdict.requests.first().cloned();
-    let scaled_object_rendered = crate::keda::manifest::split(&report.rendered)
-        .unwrap_or_default()
-        .iter()
-        .any(|m| m.is_keda("ScaledObject"));
+    let scaled_object_rendered = report.first_autoscaled().is_some();
     if trigger.is_none() && (!scaled_object_rendered || a.tier == crate::engine::Tier::Render) {
         print!(
             "{}",
@@ -89,12 +86,11 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
         println!("\nLive tier not run (`--tier render`); run without it to see what KEDA does with this chart.");
         return Ok(exit_code::of(passed, false));
     }
-    let manifests = crate::keda::manifest::split(&report.rendered).unwrap_or_default();
-    let max = manifests
-        .iter()
-        .find(|m| m.is_keda("ScaledObject"))
-        .and_then(|so| so.body["spec"]["maxReplicaCount"].as_u64())
-        .unwrap_or(5);
+    let max = report
+        .first_autoscaled()
+        .and_then(|a| a.max_replicas)
+        .unwrap_or(5)
+        .max(0);
     let nodes = (max as u32).clamp(3, 10);
     let (runtime, env) = super::commands::derived_live(a.provider, "repro", nodes)?;
     super::commands::create_out_dir(&a.out)?;

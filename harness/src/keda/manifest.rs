@@ -96,9 +96,9 @@ pub fn keda_hpa_name(scaled_object_name: &str, body: &serde_json::Value) -> Stri
         .unwrap_or_else(|| format!("keda-hpa-{scaled_object_name}"))
 }
 
-/// The container images a rendered manifest stream runs (containers and init containers of
-/// every pod template and pod), sorted, without duplicates.
-pub fn images_in(rendered: &str) -> Vec<String> {
+/// The container images rendered objects run (containers and init containers of every pod
+/// template and pod), sorted, without duplicates.
+pub fn images_in(manifests: &[Manifest]) -> Vec<String> {
     fn walk(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
         match v {
             serde_json::Value::Object(m) => {
@@ -118,7 +118,7 @@ pub fn images_in(rendered: &str) -> Vec<String> {
         }
     }
     let mut out = std::collections::BTreeSet::new();
-    for m in split(rendered).unwrap_or_default() {
+    for m in manifests {
         walk(&m.body, &mut out);
     }
     out.into_iter().collect()
@@ -131,6 +131,9 @@ mod image_tests {
     #[test]
     fn images_of_pod_templates() {
         let rendered = "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec:\n  template:\n    spec:\n      initContainers: [{name: i, image: 'busy:1'}]\n      containers: [{name: c, image: 'tempo:2'}, {name: d, image: 'tempo:2'}]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata: {image: 'not:me'}\n";
-        assert_eq!(images_in(rendered), vec!["busy:1", "tempo:2"]);
+        assert_eq!(
+            images_in(&split(rendered).unwrap()),
+            vec!["busy:1", "tempo:2"]
+        );
     }
 }

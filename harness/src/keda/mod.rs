@@ -2,6 +2,7 @@
 //! prometheus scaler's metadata parsing, authentication and request.
 
 pub mod auth;
+pub mod autoscaled;
 pub mod crd;
 pub mod goparse;
 pub mod manifest;

@@ -27,7 +27,6 @@ use super::upgrade::{new_lineage_target, upgrade, upgrade_across, UpgradeCtx};
 use crate::backend::cortex::{MimirApiBackend, PROMETHEUS_PREFIX};
 use crate::chart::helm::HelmMajor;
 use crate::claim::Claim;
-use crate::keda::manifest;
 use crate::mock::{Behaviour, PrometheusMock};
 use crate::render::RenderReport;
 use crate::scenario::{InstallStep, MetricsEndpoint, Scenario, Step};
@@ -52,8 +51,7 @@ pub async fn run(
         return outcome;
     }
     let namespace = namespace_for(&scenario.name, helm);
-    let manifests = manifest::split(&render.rendered).unwrap_or_default();
-    let target = match target_from_render(render, &manifests, &namespace, env.hpa.tolerance) {
+    let target = match target_from_render(render, &namespace, env.hpa.tolerance) {
         Ok(t) => t,
         Err(e) => {
             outcome
@@ -62,7 +60,7 @@ pub async fn run(
             // A ScaledObject KEDA cannot act on (its target is not rendered, its trigger is
             // rejected): install anyway, so the verdict carries KEDA's own conclusion next to
             // the render check.
-            let so = manifests.iter().find(|m| m.is_keda("ScaledObject"));
+            let so = render.manifests.iter().find(|m| m.is_keda("ScaledObject"));
             let installs = scenario.steps.iter().any(|s| matches!(s, Step::Install(_)));
             if let (Some(so), true, true) = (so, installs, e.keda_has_something_to_say()) {
                 super::unusable_target::keda_on_unusable_target(
@@ -362,7 +360,7 @@ impl Session<'_> {
 
     /// Installs the release, then starts seeding and sampling.
     async fn install(&mut self) -> Result<String, String> {
-        let images = crate::keda::manifest::images_in(&self.render.rendered);
+        let images = crate::keda::manifest::images_in(&self.render.manifests);
         let standins = self
             .env
             .prepare_images(&images)

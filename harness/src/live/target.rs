@@ -7,7 +7,6 @@ use super::observe::Workload;
 use super::outcome::LiveOutcome;
 use crate::chart::helm::HelmMajor;
 use crate::checks::TriggerRequest;
-use crate::keda::manifest::{self, Manifest};
 use crate::oracle::HpaModel;
 use crate::render::RenderReport;
 use crate::scenario::Scenario;
@@ -98,27 +97,13 @@ impl NoTarget {
 /// The [`Target`] of the first ScaledObject in `manifests` (rendered for `namespace`).
 pub(crate) fn target_from_render(
     render: &RenderReport,
-    manifests: &[Manifest],
     namespace: &str,
     tolerance: f64,
 ) -> Result<Target, NoTarget> {
-    let so = manifests
-        .iter()
-        .find(|m| m.is_keda("ScaledObject"))
-        .ok_or(NoTarget::NoScaledObject)?;
-    let spec = &so.body["spec"];
-    let kind = spec["scaleTargetRef"]["kind"]
-        .as_str()
-        .unwrap_or("Deployment")
-        .to_string();
-    let name = spec["scaleTargetRef"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let workload_manifest = manifests
-        .iter()
-        .find(|m| m.kind == kind && m.name == name)
-        .ok_or_else(|| NoTarget::WorkloadNotRendered(format!("{kind}/{name}")))?;
+    let unit = render.first_autoscaled().ok_or(NoTarget::NoScaledObject)?;
+    let workload_manifest = unit
+        .workload_in(&render.manifests)
+        .ok_or_else(|| NoTarget::WorkloadNotRendered(unit.workload.to_string()))?;
     let selector = workload_manifest.body["spec"]["selector"]["matchLabels"]
         .as_object()
         .map(|m| {
@@ -128,41 +113,42 @@ pub(crate) fn target_from_render(
                 .join(",")
         })
         .unwrap_or_default();
-    let trigger = render
-        .verdict
-        .requests
-        .iter()
-        .find(|r| r.subject.starts_with(&format!("ScaledObject/{} ", so.name)))
+    let trigger = unit
+        .triggers
+        .first()
         .cloned()
         .ok_or(NoTarget::NoUsableTrigger)?;
-    let int = |v: &Value| {
-        v.as_i64()
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-    };
+    let so = render
+        .manifests
+        .iter()
+        .find(|m| m.is_keda("ScaledObject") && m.name == unit.scaled_object)
+        .ok_or(NoTarget::NoScaledObject)?;
+    let spec = &so.body["spec"];
     let model = HpaModel {
         target: trigger.config.threshold,
         metric_type: trigger.config.metric_type,
-        min_replicas: int(&spec["minReplicaCount"]).unwrap_or(0).max(0) as u32,
-        max_replicas: int(&spec["maxReplicaCount"]).unwrap_or(100).max(0) as u32,
+        min_replicas: unit.min_replicas.unwrap_or(0).max(0) as u32,
+        max_replicas: unit.max_replicas.unwrap_or(100).max(0) as u32,
         tolerance,
     };
     let behavior = &spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"];
     let span = model.max_replicas.saturating_sub(model.hpa_min()).max(1);
     Ok(Target {
-        scaled_object: so.name.clone(),
-        hpa: manifest::keda_hpa_name(&so.name, &so.body),
+        scaled_object: unit.scaled_object.clone(),
+        hpa: unit.hpa.clone(),
         scale_up: crate::oracle::direction_delay(behavior, "scaleUp", span),
         scale_down: crate::oracle::direction_delay(behavior, "scaleDown", span),
         workload: Workload {
-            kind,
-            name,
+            kind: unit.workload.kind.clone(),
+            name: unit.workload.name.clone(),
             namespace: namespace.to_string(),
         },
         selector,
         trigger,
         model,
-        polling: Duration::from_secs(int(&spec["pollingInterval"]).unwrap_or(30).max(1) as u64),
-        fallback_replicas: int(&spec["fallback"]["replicas"]).map(|r| r as i32),
+        polling: unit.polling,
+        fallback_replicas: crate::keda::autoscaled::int(&spec["fallback"]["replicas"])
+            .map(|r| r as i32),
         ready_delay: ready_delay(&workload_manifest.body),
     })
 }
@@ -240,8 +226,7 @@ pub(crate) async fn install_target(
             return (rendered, None);
         }
     };
-    let manifests = manifest::split(&live.rendered).unwrap_or_default();
-    let target = match target_from_render(&live, &manifests, namespace, env.hpa.tolerance) {
+    let target = match target_from_render(&live, namespace, env.hpa.tolerance) {
         Ok(t) => t,
         Err(e) => {
             outcome.observations.push(format!(

@@ -12,7 +12,6 @@ use super::sampler::{oracle, Shared};
 use super::seeder::Seeder;
 use super::target::{target_from_render, Target};
 use crate::chart::helm::HelmMajor;
-use crate::keda::manifest;
 use crate::scenario::{ExpectReplicas, Scenario};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -149,8 +148,7 @@ pub(crate) async fn new_lineage_target(
         .await
         .ok()?
         .ok()?;
-    let manifests = manifest::split(&report.rendered).ok()?;
-    let next = target_from_render(&report, &manifests, namespace, env.hpa.tolerance).ok()?;
+    let next = target_from_render(&report, namespace, env.hpa.tolerance).ok()?;
     (next.workload != current.workload).then_some(next)
 }
 

@@ -111,8 +111,11 @@ pub fn place_of(
     }
     let object = f.subject.split_whitespace().next().unwrap_or_default();
     if let Some((kind, name)) = object.split_once('/') {
-        let manifests = crate::keda::manifest::split(&report.rendered).unwrap_or_default();
-        if let Some(m) = manifests.iter().find(|m| m.kind == kind && m.name == name) {
+        if let Some(m) = report
+            .manifests
+            .iter()
+            .find(|m| m.kind == kind && m.name == name)
+        {
             // `# Source: <chart>/templates/x.yaml`: relative to the chart directory.
             let relative = m
                 .source
@@ -362,6 +365,7 @@ mod tests {
             namespace: "tempo".into(),
             verdict: Default::default(),
             rendered: String::new(),
+            manifests: Vec::new(),
             helm_time: Default::default(),
         };
         let place = place_of(&f, &report, std::slice::from_ref(&v), dir.path()).expect("placed");

@@ -1,7 +1,6 @@
 //! `repro`'s verdict as Markdown, for a bug report or a pull request.
 
 use crate::checks::Status;
-use crate::keda::manifest;
 use crate::render::RenderReport;
 use std::fmt::Write as _;
 
@@ -27,17 +26,16 @@ pub fn verdict_markdown(
         "\n**Chart rendered** ({}, {}):",
         render.chart, render.helm
     );
-    let manifests = manifest::split(&render.rendered).unwrap_or_default();
-    for so in manifests.iter().filter(|m| m.is_keda("ScaledObject")) {
-        let r = &so.body["spec"]["scaleTargetRef"];
+    let bound = |n: Option<i64>| n.map_or_else(|| "null".to_string(), |n| n.to_string());
+    for unit in render.autoscaled() {
         let _ = writeln!(
             out,
             "- ScaledObject `{}` -> {} `{}`, replicas {}..{}",
-            so.name,
-            r["kind"].as_str().unwrap_or("Deployment"),
-            r["name"].as_str().unwrap_or(""),
-            so.body["spec"]["minReplicaCount"],
-            so.body["spec"]["maxReplicaCount"]
+            unit.scaled_object,
+            unit.workload.kind,
+            unit.workload.name,
+            bound(unit.min_replicas),
+            bound(unit.max_replicas)
         );
     }
     for req in &render.verdict.requests {

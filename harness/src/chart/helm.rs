@@ -145,12 +145,8 @@ impl Helm {
         self.run(&req.args(), None)
     }
 
-    /// Runs Helm with `args` (and an optional kubeconfig), returning stdout.
-    ///
-    /// # Errors
-    /// [`HelmFailure`] when Helm cannot start or exits non-zero.
-    pub fn run(&self, args: &[String], kubeconfig: Option<&Path>) -> Result<String, HelmFailure> {
-        // The command line is evidence: `--set` values (possibly tokens) are not shown.
+    /// The command line as evidence: `--set` values (possibly tokens) are not shown.
+    fn shown(&self, args: &[String]) -> String {
         let shown: Vec<String> = args
             .iter()
             .map(
@@ -160,15 +156,13 @@ impl Helm {
                 },
             )
             .collect();
-        let command_line = format!("helm{} {}", self.major.number(), shown.join(" "));
-        let fail = |stderr: String| HelmFailure {
-            command: command_line.clone(),
-            stderr,
-        };
+        format!("helm{} {}", self.major.number(), shown.join(" "))
+    }
+
+    /// Helm with `args`, its own home under the cache, in a process group of its own, dying
+    /// with the thread that starts it (parent-death signal through setpriv, when installed).
+    fn command(&self, args: &[String], kubeconfig: Option<&Path>) -> Command {
         let home = toolchain::cache_root().join("helm-home");
-        // Helm dies with us (parent-death signal through setpriv, when it is installed; this
-        // thread waits for it, so the signal fires only when the harness dies) and never
-        // outlives its deadline: a template with an endless loop is an error, not a hang.
         let mut cmd = match crate::stack::process::setpriv() {
             Ok(setpriv) => {
                 let mut c = Command::new(setpriv);
@@ -188,6 +182,77 @@ impl Helm {
         if let Some(k) = kubeconfig {
             cmd.env("KUBECONFIG", k);
         }
+        cmd
+    }
+
+    /// [`Helm::run`] for async code: the same command, deadline and cleanup, awaited without
+    /// holding a thread (`tokio::process`; the child dies with the runtime's worker thread,
+    /// which lives as long as the runtime).
+    ///
+    /// # Errors
+    /// [`HelmFailure`] when Helm cannot start, exits non-zero or outlives its deadline.
+    pub async fn run_async(
+        &self,
+        args: &[String],
+        kubeconfig: Option<&Path>,
+    ) -> Result<String, HelmFailure> {
+        let command_line = self.shown(args);
+        let fail = |stderr: String| HelmFailure {
+            command: command_line.clone(),
+            stderr,
+        };
+        let mut cmd = tokio::process::Command::from(self.command(args, kubeconfig));
+        cmd.kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .map_err(|e| fail(format!("cannot start {}: {e}", self.binary.display())))?;
+        let pgid = child.id().map(|p| p as i32);
+        if let Some(pgid) = pgid {
+            cleanup::register_process_group(pgid);
+        }
+        let limit = timeout_for(args);
+        let waited = tokio::time::timeout(limit, child.wait_with_output()).await;
+        if let Some(pgid) = pgid {
+            cleanup::unregister_process_group(pgid);
+            if waited.is_err() {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pgid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let out = match waited {
+            Err(_) => {
+                return Err(fail(format!(
+                    "Helm did not finish within {}s and was stopped (a template that loops without end?)",
+                    limit.as_secs()
+                )))
+            }
+            Ok(Err(e)) => return Err(fail(e.to_string())),
+            Ok(Ok(out)) => out,
+        };
+        if !out.status.success() {
+            return Err(fail(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs Helm with `args` (and an optional kubeconfig), returning stdout.
+    ///
+    /// # Errors
+    /// [`HelmFailure`] when Helm cannot start or exits non-zero.
+    pub fn run(&self, args: &[String], kubeconfig: Option<&Path>) -> Result<String, HelmFailure> {
+        let command_line = self.shown(args);
+        let fail = |stderr: String| HelmFailure {
+            command: command_line.clone(),
+            stderr,
+        };
+        // Helm dies with us (this thread waits for it, so the parent-death signal fires only
+        // when the harness dies) and never outlives its deadline: a template with an endless
+        // loop is an error, not a hang.
+        let mut cmd = self.command(args, kubeconfig);
         let mut child = cmd
             .spawn()
             .map_err(|e| fail(format!("cannot start {}: {e}", self.binary.display())))?;

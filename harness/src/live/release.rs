@@ -146,13 +146,11 @@ impl Release {
     }
 
     /// Uninstalls the release (waiting up to a minute when `wait`) and deletes its namespace,
-    /// which removes whatever the uninstall left. Helm runs on a blocking thread.
+    /// which removes whatever the uninstall left. Helm runs through `tokio::process`.
     pub async fn remove(self, client: &kube::Client, wait: bool) {
         if wait {
             let args = uninstall_argv(&self.namespace, &self.name);
-            let helm = self.helm.clone();
-            let kubeconfig = self.kubeconfig.clone();
-            let _ = tokio::task::spawn_blocking(move || helm.run(&args, Some(&kubeconfig))).await;
+            let _ = self.helm.run_async(&args, Some(&self.kubeconfig)).await;
         }
         let ns_api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
             kube::Api::all(client.clone());
@@ -183,11 +181,10 @@ impl Release {
             files,
             &values.values,
         )?;
-        let helm = self.helm.clone();
-        let kubeconfig = self.kubeconfig.clone();
-        let output = tokio::task::spawn_blocking(move || helm.run(&args, Some(&kubeconfig)))
+        let output = self
+            .helm
+            .run_async(&args, Some(&self.kubeconfig))
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         self.keep.push(Box::new(prepared));
         self.keep.push(Box::new(tmp));

@@ -372,11 +372,6 @@ def make_plan(
     ws = Path(os.path.normpath(os.path.abspath(workspace)))
     if provider not in PROVIDERS:
         raise PlanError(f"input provider: {provider!r} is not one of {', '.join(PROVIDERS)}")
-    if provider == "kind":
-        raise PlanError(
-            "input provider: kind is not wired into `qualify` yet; use provider: local "
-            "(real control plane and KEDA as host processes, no Docker needed)"
-        )
     if chart.strip() == "":
         raise PlanError("input chart is empty; give the chart directory, e.g. charts/tempo-distributed")
     chart_abs = Path(os.path.normpath(ws / chart))

@@ -9,7 +9,7 @@
 #   ACTION_CONFIG      config file (empty: <chart>/ci/keda-conformance.yaml)
 #   ACTION_BASE_REF    base branch, tag or commit (empty: GITHUB_BASE_REF; neither: no upgrade check)
 #   ACTION_HELM        Helm majors asked for ("3 4")
-#   ACTION_PROVIDER    cluster provider (local)
+#   ACTION_PROVIDER    cluster provider: local (default) or kind (real pods in Docker)
 #   KEDA_CONFORMANCE_BIN  the keda-conformance binary
 #   ACTION_SOURCE      its source (for suites/default; default: this action's checkout)
 #   ACTION_WORK_DIR    where results go (default: $RUNNER_TEMP/keda-conformance); emptied first
@@ -149,7 +149,7 @@ for v in "${values[@]}"; do
     echo "::stop-commands::$token"
     start=$(date +%s)
     qualify_rc=0
-    "$bin" qualify --chart "$chart" "${previous_args[@]}" -f "$v" "${suite_args[@]}" --helm "$h" \
+    "$bin" qualify --provider "${ACTION_PROVIDER:-local}" --chart "$chart" "${previous_args[@]}" -f "$v" "${suite_args[@]}" --helm "$h" \
       --markdown "$dir/qualify.md" --junit "$dir/junit.xml" --out "$dir/evidence" || qualify_rc=$?
     seconds=$(($(date +%s) - start))
     echo "::$token::"

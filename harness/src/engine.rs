@@ -69,7 +69,6 @@ pub fn run(
     helm_override: Option<crate::chart::helm::HelmMajor>,
     live: Option<&LiveContext>,
 ) -> Result<Vec<ScenarioResult>, InputError> {
-    use futures::StreamExt;
     let mut out = Vec::new();
     let mut jobs: Vec<(
         usize,
@@ -92,34 +91,19 @@ pub fn run(
         }
     }
     if let (Some(ctx), false) = (live, jobs.is_empty()) {
-        // An interrupt now stops the scenarios at their current step and lets them write
-        // their evidence (see `crate::cleanup`).
-        let _graceful = crate::cleanup::GracefulStop::begin();
-        // Live scenarios are independent (own namespace, own backend): run several at once.
-        let outcomes = ctx.runtime.block_on(async {
-            futures::stream::iter(jobs.iter().map(|(i, s, helm, report)| async move {
-                let started = Instant::now();
-                eprintln!("live: {} [helm {}] started", s.name, helm.number());
-                let outcome = crate::live::run::run(&ctx.env, s, *helm, report, &ctx.out_dir).await;
-                eprintln!(
-                    "live: {} [helm {}] {} after {:.0}s",
-                    s.name,
-                    helm.number(),
-                    if outcome.interrupted.is_some() {
-                        "interrupted"
-                    } else if outcome.reasons.is_empty() {
-                        "passed"
-                    } else {
-                        "FAILED"
-                    },
-                    started.elapsed().as_secs_f64()
-                );
-                (*i, outcome, started.elapsed())
-            }))
-            .buffer_unordered(ctx.parallel.max(1))
-            .collect::<Vec<_>>()
-            .await
-        });
+        let live_jobs: Vec<LiveJob> = jobs
+            .iter()
+            .map(|(_, s, helm, report)| LiveJob {
+                label: s.name.clone(),
+                scenario: s,
+                helm: *helm,
+                report,
+            })
+            .collect();
+        let outcomes = run_live(ctx, &live_jobs)
+            .into_iter()
+            .zip(jobs.iter().map(|j| j.0))
+            .map(|((outcome, elapsed), i)| (i, outcome, elapsed));
         for (i, outcome, elapsed) in outcomes {
             let r = &mut out[i];
             r.reasons.extend(outcome.reasons.iter().cloned());
@@ -135,6 +119,58 @@ pub fn run(
         }
     }
     Ok(out)
+}
+
+/// One live run to schedule: the scenario, its Helm major and render report, and the label its
+/// progress lines carry.
+#[derive(Debug)]
+pub struct LiveJob<'a> {
+    /// Shown in progress lines (`live: <label> [helm N] started`).
+    pub label: String,
+    /// The scenario.
+    pub scenario: &'a Scenario,
+    /// The Helm major it runs with.
+    pub helm: crate::chart::helm::HelmMajor,
+    /// Its render tier's report.
+    pub report: &'a RenderReport,
+}
+
+/// The one scheduler of live runs (`run`, `qualify`, `soak`, `bench`): up to
+/// `ctx.parallel` at once (each has its own namespace and backend), under a graceful
+/// interrupt (a signal stops each run at its current step, which writes its evidence).
+/// Returns each job's outcome and wall time, in job order.
+pub fn run_live(
+    ctx: &LiveContext,
+    jobs: &[LiveJob<'_>],
+) -> Vec<(crate::live::outcome::LiveOutcome, Duration)> {
+    use futures::StreamExt;
+    let _graceful = crate::cleanup::GracefulStop::begin();
+    ctx.runtime.block_on(async {
+        futures::stream::iter(jobs.iter().map(|j| async move {
+            let started = Instant::now();
+            eprintln!("live: {} [helm {}] started", j.label, j.helm.number());
+            let outcome =
+                crate::live::run::run(&ctx.env, j.scenario, j.helm, j.report, &ctx.out_dir)
+                    .await;
+            eprintln!(
+                "live: {} [helm {}] {} after {:.0}s",
+                j.label,
+                j.helm.number(),
+                if outcome.interrupted.is_some() {
+                    "interrupted"
+                } else if outcome.reasons.is_empty() {
+                    "passed"
+                } else {
+                    "FAILED"
+                },
+                started.elapsed().as_secs_f64()
+            );
+            (outcome, started.elapsed())
+        }))
+        .buffered(ctx.parallel.max(1))
+        .collect::<Vec<_>>()
+        .await
+    })
 }
 
 fn run_one(

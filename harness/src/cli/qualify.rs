@@ -356,23 +356,21 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
         }
     }
     let mut plan_rows = Vec::new();
-    // From here an interrupt stops each derived run at its current step, which writes the
-    // evidence it has (as `run` does); the summary then reports what was reached.
-    let graceful = crate::cleanup::GracefulStop::begin();
-    // The derived runs are independent (own namespace, own backend): up to --parallel at once,
-    // reported in plan order.
-    let outcomes = {
-        use futures::StreamExt;
-        let ctx = &ctx;
-        ctx.runtime.block_on(
-            futures::stream::iter(plans.iter().map(|p| async move {
-                eprintln!("qualify: {} [helm {}]", p.check, p.helm.number());
-                crate::live::run::run(&ctx.env, &p.scenario, p.helm, &p.report, &ctx.out_dir).await
-            }))
-            .buffered(ctx.parallel.max(1))
-            .collect::<Vec<_>>(),
-        )
-    };
+    // The derived runs go through the same scheduler as suites: up to --parallel at once, an
+    // interrupt stops each at its current step (which writes its evidence), plan order kept.
+    let jobs: Vec<crate::engine::LiveJob> = plans
+        .iter()
+        .map(|p| crate::engine::LiveJob {
+            label: p.check.clone(),
+            scenario: &p.scenario,
+            helm: p.helm,
+            report: &p.report,
+        })
+        .collect();
+    let outcomes: Vec<_> = crate::engine::run_live(&ctx, &jobs)
+        .into_iter()
+        .map(|(outcome, _)| outcome)
+        .collect();
     for (p, outcome) in plans.iter().zip(outcomes) {
         if outcome.lineage_upgrade.is_empty() {
             let detail = if outcome.reasons.is_empty() {
@@ -412,7 +410,6 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
         }
     }
     let interrupted = crate::cleanup::is_interrupted();
-    drop(graceful);
     let crate::engine::LiveContext { runtime, env, .. } = ctx;
     runtime.block_on(env.stop());
     // One redactor for every output: every value from a Secret any rendered chart holds.

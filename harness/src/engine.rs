@@ -150,8 +150,7 @@ pub fn run_live(
             let started = Instant::now();
             eprintln!("live: {} [helm {}] started", j.label, j.helm.number());
             let outcome =
-                crate::live::run::run(&ctx.env, j.scenario, j.helm, j.report, &ctx.out_dir)
-                    .await;
+                crate::live::run::run(&ctx.env, j.scenario, j.helm, j.report, &ctx.out_dir).await;
             eprintln!(
                 "live: {} [helm {}] {} after {:.0}s",
                 j.label,

@@ -210,7 +210,19 @@ pub(super) fn start_live(
     let runtime = super::runtime()?;
     create_out_dir(&a.out)?;
     let env = match a.provider {
-        crate::provider::ProviderKind::Kind => start_kind_env(&runtime, nodes)?,
+        crate::provider::ProviderKind::Kind => {
+            let config = match &a.kind_config {
+                Some(path) => {
+                    let config = crate::provider::kind::config::from_file(path)?;
+                    if config.nodes < nodes {
+                        eprintln!("warning: {} has {} node(s); the scenarios ask for {nodes} (hard anti-affinity leaves the extra replicas Pending)", path.display(), config.nodes);
+                    }
+                    config
+                }
+                None => crate::provider::kind::config::for_nodes(nodes),
+            };
+            start_kind_env(&runtime, config)?
+        }
         crate::provider::ProviderKind::Existing => {
             let kubeconfig = a.kubeconfig.clone().ok_or_else(|| {
                 InputError::in_flag(
@@ -462,11 +474,11 @@ fn start_local_env(
 /// An [`InputError`] (exit 2) naming what is missing or what failed.
 fn start_kind_env(
     runtime: &tokio::runtime::Runtime,
-    nodes: u32,
+    config: crate::provider::kind::config::KindConfig,
 ) -> Result<crate::live::env::LiveEnv, InputError> {
     eprintln!("starting the live tier: kind provider (real pods), KEDA {} as pods, Mimir-API backend Cortex {} as containers", toolchain::KEDA.version(), toolchain::CORTEX.version());
     runtime
-        .block_on(crate::live::env::LiveEnv::start_kind(nodes, &|line| {
+        .block_on(crate::live::env::LiveEnv::start_kind(config, &|line| {
             eprintln!("  {line}")
         }))
         .map_err(|e| match e {
@@ -498,7 +510,9 @@ pub(super) fn derived_live(
             nodes,
             false,
         )?,
-        crate::provider::ProviderKind::Kind => start_kind_env(&runtime, nodes)?,
+        crate::provider::ProviderKind::Kind => {
+            start_kind_env(&runtime, crate::provider::kind::config::for_nodes(nodes))?
+        }
         crate::provider::ProviderKind::Existing => {
             return Err(InputError::in_flag(
                 "--provider existing",
@@ -535,6 +549,7 @@ impl RunArgs {
             parallel: 3,
             kubeconfig: None,
             context: None,
+            kind_config: None,
             install_keda: false,
             hpa_sync_period: None,
             hpa_downscale_stabilization: None,

@@ -209,6 +209,11 @@ pub struct RunArgs {
     /// Existing provider: the kubeconfig context (default: its current context).
     #[arg(long)]
     pub context: Option<String>,
+    /// Kind provider: your kind cluster configuration (e.g. your CI's 1 control plane + 2
+    /// workers); the harness adds its pod network and HPA timing (default: one node per
+    /// replica the scenarios need).
+    #[arg(long)]
+    pub kind_config: Option<PathBuf>,
     /// Existing provider: run KEDA as host processes against the cluster when it has none
     /// (removed again at the end).
     #[arg(long)]

@@ -33,7 +33,22 @@ pub fn plan(scenarios: &[Scenario], a: &RunArgs) -> Result<String, InputError> {
             ProviderKind::Kind => {
                 let _ = writeln!(out, "docker: use the engine that answers (DOCKER_HOST, /var/run/docker.sock), else start a private dockerd (own socket, data root, bridge; scripts/kind/dockerd.sh)");
                 let _ = writeln!(out, "images: scripts/kind/build.sh builds or checks the cached images (node image with Kubernetes {}, KEDA {} images, Cortex {}, the Tempo stand-in)", toolchain::KUBERNETES.version(), toolchain::KEDA.version(), toolchain::CORTEX.version());
-                let _ = writeln!(out, "cluster: kind create cluster --name kc-<pid>-<random> from kind-config/single-node.yaml on a Docker network of the same name");
+                let nodes = a.nodes.unwrap_or_else(|| {
+                    scenarios
+                        .iter()
+                        .filter_map(|s| s.live.nodes)
+                        .max()
+                        .unwrap_or(5)
+                });
+                match &a.kind_config {
+                    Some(path) => {
+                        let config = crate::provider::kind::config::from_file(path)?;
+                        let _ = writeln!(out, "cluster: kind create cluster --name kc-<pid>-<random> from {} ({} node(s); default CNI off, pod subnet {}, the harness's HPA timing added) on a Docker network of the same name", path.display(), config.nodes, crate::provider::kind::config::POD_SUBNET);
+                    }
+                    None => {
+                        let _ = writeln!(out, "cluster: kind create cluster --name kc-<pid>-<random> from kind-config/single-node.yaml with {nodes} node(s) on a Docker network of the same name");
+                    }
+                }
                 let _ = writeln!(
                     out,
                     "  HPA: sync period 5s, downscale stabilization 15s, tolerance 0.1"

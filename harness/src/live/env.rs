@@ -69,10 +69,10 @@ impl LiveEnv {
     /// # Errors
     /// [`EnvError`] naming the part that failed.
     pub async fn start_kind(
-        nodes: u32,
+        config: crate::provider::kind::config::KindConfig,
         progress: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<Self, EnvError> {
-        let (env, client, startup) = KindEnvironment::start(nodes, progress).await?;
+        let (env, client, startup) = KindEnvironment::start(config, progress).await?;
         Ok(Self::new(Box::new(env), client, startup))
     }
 

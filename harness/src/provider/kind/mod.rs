@@ -14,6 +14,7 @@
 //!   finalizer ([`crate::cleanup::register_finalizer`]). After SIGKILL, `cluster gc` finds
 //!   them by the name prefix `kc-<owner pid>-`.
 
+pub mod config;
 pub mod engine;
 pub mod images;
 pub mod tool;
@@ -146,7 +147,7 @@ impl KindEnvironment {
     /// # Timeouts
     /// Image pipeline [`images::BUILD_TIMEOUT`]; `kind create` 10 min; KEDA Ready 5 min.
     pub async fn start(
-        nodes: u32,
+        config: config::KindConfig,
         progress: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<(Self, kube::Client, Vec<(String, Duration)>), EnvError> {
         let mut startup = Vec::new();
@@ -204,7 +205,7 @@ impl KindEnvironment {
         // From here on an interrupt, an error or a drop removes the cluster.
         let teardown = env.teardown();
         crate::cleanup::register_finalizer(&env.finalizer_key(), Box::new(move || teardown.run()));
-        let client = env.create(nodes.max(1), progress, &mut startup).await?;
+        let client = env.create(&config, progress, &mut startup).await?;
         Ok((env, client, startup))
     }
 
@@ -215,7 +216,7 @@ impl KindEnvironment {
     /// Creates the cluster, loads KEDA's images and installs KEDA.
     async fn create(
         &mut self,
-        nodes: u32,
+        cluster_config: &config::KindConfig,
         progress: &(dyn Fn(&str) + Send + Sync),
         startup: &mut Vec<(String, Duration)>,
     ) -> Result<kube::Client, EnvError> {
@@ -224,7 +225,8 @@ impl KindEnvironment {
         };
         let t = Instant::now();
         let config = self.temp.path().join("kind-config.yaml");
-        std::fs::write(&config, cluster_config(nodes))
+        let nodes = cluster_config.nodes;
+        std::fs::write(&config, &cluster_config.text)
             .map_err(|e| cluster_error("cannot write its config", &e))?;
         progress(&format!(
             "cluster: kind create cluster {} with {nodes} node(s) (node image {}, Kubernetes {})",

@@ -201,35 +201,20 @@ impl Helm {
             command: command_line.clone(),
             stderr,
         };
-        let mut cmd = tokio::process::Command::from(self.command(args, kubeconfig));
-        cmd.kill_on_drop(true);
-        let child = cmd
-            .spawn()
-            .map_err(|e| fail(format!("cannot start {}: {e}", self.binary.display())))?;
-        let pgid = child.id().map(|p| p as i32);
-        if let Some(pgid) = pgid {
-            cleanup::register_process_group(pgid);
-        }
         let limit = timeout_for(args);
-        let waited = tokio::time::timeout(limit, child.wait_with_output()).await;
-        if let Some(pgid) = pgid {
-            cleanup::unregister_process_group(pgid);
-            if waited.is_err() {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pgid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        let out = match waited {
-            Err(_) => {
+        let out = match crate::stack::process::output_within(self.command(args, kubeconfig), limit)
+            .await
+        {
+            Err(crate::stack::process::ChildError::Deadline(d)) => {
                 return Err(fail(format!(
                     "Helm did not finish within {}s and was stopped (a template that loops without end?)",
-                    limit.as_secs()
+                    d.as_secs()
                 )))
             }
-            Ok(Err(e)) => return Err(fail(e.to_string())),
-            Ok(Ok(out)) => out,
+            Err(crate::stack::process::ChildError::Io(e)) => {
+                return Err(fail(format!("cannot run {}: {e}", self.binary.display())))
+            }
+            Ok(out) => out,
         };
         if !out.status.success() {
             return Err(fail(

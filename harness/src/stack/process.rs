@@ -463,3 +463,47 @@ mod tests {
         assert_eq!(describe_exit(killed), "killed by SIGKILL");
     }
 }
+
+/// Why a child run with [`output_within`] gave no output.
+#[derive(Debug)]
+pub enum ChildError {
+    /// It could not start, or waiting for it failed.
+    Io(std::io::Error),
+    /// It outlived its deadline; its process group was killed.
+    Deadline(Duration),
+}
+
+/// Runs `cmd` (set up to run in a process group of its own) to its end, at most `limit`:
+/// registered for interrupt cleanup while it runs, killed with its group at the deadline and
+/// when the future is dropped. Returns its exit status and captured output (empty where `cmd`
+/// does not pipe it).
+///
+/// # Errors
+/// [`ChildError::Io`] when it cannot start; [`ChildError::Deadline`] when it runs too long.
+pub async fn output_within(
+    cmd: std::process::Command,
+    limit: Duration,
+) -> Result<std::process::Output, ChildError> {
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    let child = cmd.spawn().map_err(ChildError::Io)?;
+    let pgid = child.id().map(|p| p as i32);
+    if let Some(pgid) = pgid {
+        crate::cleanup::register_process_group(pgid);
+    }
+    let waited = tokio::time::timeout(limit, child.wait_with_output()).await;
+    if let Some(pgid) = pgid {
+        crate::cleanup::unregister_process_group(pgid);
+        if waited.is_err() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    match waited {
+        Err(_) => Err(ChildError::Deadline(limit)),
+        Ok(Err(e)) => Err(ChildError::Io(e)),
+        Ok(Ok(out)) => Ok(out),
+    }
+}

@@ -2,6 +2,7 @@
 //! scripts): each call has a deadline, runs in its own process group that an interrupt kills,
 //! dies with the harness, and takes its arguments after the subcommand, never through a shell.
 
+use crate::stack::process::{output_within, ChildError};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -83,34 +84,12 @@ impl Tool {
             command: self.shown(args),
             why,
         };
-        let mut cmd = tokio::process::Command::from(self.command(args));
-        cmd.kill_on_drop(true);
-        let child = cmd
-            .spawn()
-            .map_err(|e| fail(format!("cannot start: {e}")))?;
-        let pgid = child.id().map(|p| p as i32);
-        if let Some(pgid) = pgid {
-            crate::cleanup::register_process_group(pgid);
-        }
-        let waited = tokio::time::timeout(timeout, child.wait_with_output()).await;
-        if let Some(pgid) = pgid {
-            crate::cleanup::unregister_process_group(pgid);
-            if waited.is_err() {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pgid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+        let out = match output_within(self.command(args), timeout).await {
+            Err(ChildError::Deadline(d)) => {
+                return Err(fail(format!("did not finish within {}s", d.as_secs())))
             }
-        }
-        let out = match waited {
-            Err(_) => {
-                return Err(fail(format!(
-                    "did not finish within {}s",
-                    timeout.as_secs()
-                )))
-            }
-            Ok(Err(e)) => return Err(fail(e.to_string())),
-            Ok(Ok(out)) => out,
+            Err(ChildError::Io(e)) => return Err(fail(format!("cannot run: {e}"))),
+            Ok(out) => out,
         };
         if !out.status.success() {
             return Err(fail(format!(
@@ -145,42 +124,25 @@ impl Tool {
                 .open(log)
                 .map_err(|e| fail(format!("cannot open its log {}: {e}", log.display())))
         };
-        let mut std_cmd = self.command(args);
-        std_cmd.stdout(file(true)?).stderr(file(true)?);
-        let mut cmd = tokio::process::Command::from(std_cmd);
-        cmd.kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| fail(format!("cannot start: {e}")))?;
-        let pgid = child.id().map(|p| p as i32);
-        if let Some(pgid) = pgid {
-            crate::cleanup::register_process_group(pgid);
-        }
-        let waited = tokio::time::timeout(timeout, child.wait()).await;
-        if let Some(pgid) = pgid {
-            crate::cleanup::unregister_process_group(pgid);
-            if waited.is_err() {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pgid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
+        let mut cmd = self.command(args);
+        cmd.stdout(file(true)?).stderr(file(true)?);
+        let waited = output_within(cmd, timeout).await;
         let log_tail = || crate::stack::process::log_tail(log, 15);
         match waited {
-            Err(_) => Err(fail(format!(
+            Err(ChildError::Deadline(d)) => Err(fail(format!(
                 "did not finish within {}s (log {}):\n{}",
-                timeout.as_secs(),
+                d.as_secs(),
                 log.display(),
                 log_tail()
             ))),
-            Ok(Err(e)) => Err(fail(e.to_string())),
-            Ok(Ok(status)) if !status.success() => Err(fail(format!(
-                "failed ({status}; log {}):\n{}",
+            Err(ChildError::Io(e)) => Err(fail(format!("cannot run: {e}"))),
+            Ok(out) if !out.status.success() => Err(fail(format!(
+                "failed ({}; log {}):\n{}",
+                out.status,
                 log.display(),
                 log_tail()
             ))),
-            Ok(Ok(_)) => Ok(()),
+            Ok(_) => Ok(()),
         }
     }
 

@@ -84,6 +84,9 @@ pub struct KindEnvironment {
     standins: Mutex<BTreeSet<String>>,
     /// Image references already in the node.
     loaded: Mutex<BTreeSet<String>>,
+    /// Held while images are prepared: scenarios run in parallel and ask for the same
+    /// references; the stand-in's tag exists only between one tag and its untag.
+    preparing: tokio::sync::Mutex<()>,
     /// Holds the kubeconfig, the cluster config and the backends' state.
     temp: crate::cleanup::TempDir,
 }
@@ -200,6 +203,7 @@ impl KindEnvironment {
             gateway: Ipv4Addr::LOCALHOST,
             standins: Mutex::new(BTreeSet::new()),
             loaded: Mutex::new(BTreeSet::new()),
+            preparing: tokio::sync::Mutex::new(()),
             temp,
         };
         // From here on an interrupt, an error or a drop removes the cluster.
@@ -656,6 +660,21 @@ impl Environment for KindEnvironment {
         refs: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<String>, EnvError>> {
         Box::pin(async move {
+            let _one_at_a_time = self.preparing.lock().await;
+            // Other runs on this engine tag the same names: one process at a time.
+            let lock_path = crate::toolchain::cache_root().join("kind/.standin.lock");
+            let _across_runs = tokio::task::spawn_blocking(move || {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .ok()?;
+                nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
+            })
+            .await
+            .ok()
+            .flatten();
             let missing: Vec<&String> = {
                 let loaded = self.loaded.lock().map(|l| l.clone()).unwrap_or_default();
                 refs.iter().filter(|r| !loaded.contains(*r)).collect()

@@ -6,7 +6,7 @@
 //! - with no [`GracefulStop`] alive (setup, teardown, render-only runs), everything registered
 //!   is removed at once and the process exits with [`crate::error::exit_code::INTERRUPTED`];
 //! - while a [`GracefulStop`] is alive (live scenarios running), the first signal only marks
-//!   the run interrupted ([`is_interrupted`], [`interrupted`]): scenarios stop at their current
+//!   the run interrupted (a [`StopToken`] says so): scenarios stop at their current
 //!   step, write their evidence, and the caller tears down and exits with the same code. A
 //!   watchdog removes everything and exits anyway after [`GRACE`], and a second signal does
 //!   so at once.
@@ -79,16 +79,34 @@ pub fn install_interrupt_handler() {
     });
 }
 
-/// Whether the run has been interrupted (a signal arrived while a [`GracefulStop`] was alive).
-pub fn is_interrupted() -> bool {
-    *flag().borrow()
+/// The signal handler's request to stop, as a value: what must stop at SIGINT/SIGTERM during
+/// a [`GracefulStop`] holds one (from [`GracefulStop::token`] or [`stop_token`]) instead of
+/// reading a global.
+#[derive(Debug, Clone)]
+pub struct StopToken {
+    rx: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Completes when the run is interrupted (at once if it already is).
-pub async fn interrupted() {
-    let mut rx = flag().subscribe();
-    // The sender lives in a static, so the channel never closes.
-    let _ = rx.wait_for(|v| *v).await;
+impl StopToken {
+    /// Whether a stop was requested (a signal arrived while a [`GracefulStop`] was alive).
+    pub fn is_stopped(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Completes when a stop is requested (at once if it already was).
+    pub async fn stopped(&self) {
+        let mut rx = self.rx.clone();
+        // The sender lives with the signal handler (a static), so the channel never closes.
+        let _ = rx.wait_for(|v| *v).await;
+    }
+}
+
+/// A token for the signal handler's stop request (see [`StopToken`]).
+pub fn stop_token() -> StopToken {
+    install_interrupt_handler();
+    StopToken {
+        rx: flag().subscribe(),
+    }
 }
 
 /// While alive, the first SIGINT/SIGTERM asks the running scenarios to stop and write their
@@ -102,6 +120,11 @@ impl GracefulStop {
         install_interrupt_handler();
         GRACEFUL.fetch_add(1, Ordering::SeqCst);
         Self(())
+    }
+
+    /// The stop request of this phase, for what it runs.
+    pub fn token(&self) -> StopToken {
+        stop_token()
     }
 }
 

@@ -101,7 +101,7 @@ pub(super) fn bench_live(
     println!("worst latency ratio {worst:.2}x (target <= 1.3x); suite wall time {:.0}s (target <= {wall_goal}s with a warm cache)", wall.as_secs_f64());
     Ok(exit_code::of(
         results.iter().all(|r| r.passed),
-        crate::cleanup::is_interrupted(),
+        crate::cleanup::stop_token().is_stopped(),
     ))
 }
 
@@ -135,7 +135,7 @@ pub(super) fn soak(a: SoakArgs) -> Result<i32, InputError> {
             a.runs.max(1),
             results.len() - failed
         );
-        if crate::cleanup::is_interrupted() {
+        if crate::cleanup::stop_token().is_stopped() {
             // An interrupted run says nothing about flakiness: report the complete runs only.
             eprintln!(
                 "soak interrupted during run {}; reporting the {i} complete run(s)",
@@ -219,6 +219,6 @@ pub(super) fn soak(a: SoakArgs) -> Result<i32, InputError> {
     );
     Ok(exit_code::of(
         failures == 0,
-        crate::cleanup::is_interrupted(),
+        crate::cleanup::stop_token().is_stopped(),
     ))
 }

@@ -185,7 +185,7 @@ pub(super) fn run(a: RunArgs) -> Result<i32, InputError> {
             )
         })?;
     }
-    let interrupted = crate::cleanup::is_interrupted();
+    let interrupted = crate::cleanup::stop_token().is_stopped();
     if interrupted {
         eprintln!(
             "interrupted: the environment was stopped; partial evidence is in {}",

@@ -409,7 +409,7 @@ pub(super) fn run(a: QualifyArgs) -> Result<i32, InputError> {
             }
         }
     }
-    let interrupted = crate::cleanup::is_interrupted();
+    let interrupted = crate::cleanup::stop_token().is_stopped();
     let crate::engine::LiveContext { runtime, env, .. } = ctx;
     runtime.block_on(env.stop());
     // One redactor for every output: every value from a Secret any rendered chart holds.

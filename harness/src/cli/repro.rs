@@ -94,13 +94,26 @@ pub(super) fn run(a: ReproArgs) -> Result<i32, InputError> {
     let nodes = (max as u32).clamp(3, 10);
     let (runtime, env) = super::commands::derived_live(a.provider, "repro", nodes)?;
     super::commands::create_out_dir(&a.out)?;
-    // An interrupt stops the run at its current step, which writes the evidence it has; the
-    // verdict is still printed (marked interrupted) and the exit code is 130, as in `run`.
-    let graceful = crate::cleanup::GracefulStop::begin();
-    let outcome = runtime.block_on(crate::live::run::run(
-        &env, &scenario, a.helm, &report, &a.out,
-    ));
-    drop(graceful);
+    // The same scheduler as `run`: an interrupt stops the run at its current step, which
+    // writes the evidence it has; the verdict is still printed (marked interrupted) and the
+    // exit code is 130.
+    let ctx = crate::engine::LiveContext {
+        runtime,
+        env,
+        out_dir: a.out.clone(),
+        parallel: 1,
+    };
+    let job = crate::engine::LiveJob {
+        label: scenario.name.clone(),
+        scenario: &scenario,
+        helm: a.helm,
+        report: &report,
+    };
+    let outcome = crate::engine::run_live(&ctx, std::slice::from_ref(&job))
+        .pop()
+        .map(|(outcome, _)| outcome)
+        .unwrap_or_default();
+    let crate::engine::LiveContext { runtime, env, .. } = ctx;
     runtime.block_on(env.stop());
     let passed = outcome.reasons.is_empty() && report.status() != Status::Fail;
     let text = crate::report::redactor_for(&[&report]).apply(&verdict_markdown(

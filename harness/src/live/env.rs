@@ -23,6 +23,8 @@ pub struct LiveEnv {
     pub hpa: crate::stack::HpaTiming,
     /// What the cluster serves, read once by discovery ([`LiveEnv::capabilities`]).
     capabilities: tokio::sync::OnceCell<Capabilities>,
+    /// The signal handler's stop request, which the scenarios on this environment obey.
+    stop: crate::cleanup::StopToken,
 }
 
 impl std::fmt::Debug for LiveEnv {
@@ -47,6 +49,7 @@ impl LiveEnv {
             client,
             startup,
             capabilities: tokio::sync::OnceCell::new(),
+            stop: crate::cleanup::stop_token(),
         }
     }
 
@@ -109,6 +112,12 @@ impl LiveEnv {
     /// [`EnvError`] when an image cannot be loaded.
     pub async fn prepare_images(&self, images: &[String]) -> Result<Vec<String>, EnvError> {
         self.environment().prepare_images(images).await
+    }
+
+    /// The stop request the scenarios on this environment obey (SIGINT/SIGTERM during a
+    /// graceful phase).
+    pub fn stop_token(&self) -> &crate::cleanup::StopToken {
+        &self.stop
     }
 
     /// An admin client.

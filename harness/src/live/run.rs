@@ -45,7 +45,7 @@ pub async fn run(
     out_dir: &Path,
 ) -> LiveOutcome {
     let mut outcome = LiveOutcome::default();
-    if crate::cleanup::is_interrupted() {
+    if env.stop_token().is_stopped() {
         outcome.interrupted = Some("its wait for a free slot (not started)".into());
         outcome.reasons.push(format!("not started: {INTERRUPTED}"));
         return outcome;
@@ -199,7 +199,7 @@ impl Session<'_> {
         let mut empty_answer_checked = false;
         for (index, step) in live_steps.iter().copied().enumerate() {
             // Interrupted between steps (during the backend's start or an install): stop here.
-            if crate::cleanup::is_interrupted() {
+            if self.env.stop_token().is_stopped() {
                 outcome.interrupted = Some(format!(
                     "the start of step {} of {step_count} ({}) after {:.1}s",
                     index + 1,
@@ -306,18 +306,23 @@ impl Session<'_> {
                 None => StepResult::Failed("seed before install".into()),
             },
             Step::ExpectReplicas(e) => {
-                unless_interrupted(expect_replicas(
-                    self.env,
-                    &self.oracle_base,
-                    &self.client,
-                    &self.target,
-                    e,
-                    &self.shared,
-                    self.seeder.as_ref(),
-                ))
+                unless_interrupted(
+                    self.env.stop_token(),
+                    expect_replicas(
+                        self.env,
+                        &self.oracle_base,
+                        &self.client,
+                        &self.target,
+                        e,
+                        &self.shared,
+                        self.seeder.as_ref(),
+                    ),
+                )
                 .await
             }
-            Step::ExpectFlapping(f) => unless_interrupted(expect_flapping(f, &self.shared)).await,
+            Step::ExpectFlapping(f) => {
+                unless_interrupted(self.env.stop_token(), expect_flapping(f, &self.shared)).await
+            }
             Step::SetMock(b) => match &self.mock {
                 Some(m) => {
                     m.set_behaviour(b.clone());
@@ -330,7 +335,7 @@ impl Session<'_> {
                 Some(m) => {
                     return tokio::select! {
                         biased;
-                        () = crate::cleanup::interrupted() => (StepResult::Interrupted, None),
+                        () = self.env.stop_token().stopped() => (StepResult::Interrupted, None),
                         (result, claims) = expect_requests(m, &self.target, e) => {
                             (result.into(), Some(claims))
                         }
@@ -341,13 +346,21 @@ impl Session<'_> {
                 ),
             },
             Step::ExpectCondition(c) => {
-                unless_interrupted(expect_condition(&self.client, &self.target, c)).await
+                unless_interrupted(
+                    self.env.stop_token(),
+                    expect_condition(&self.client, &self.target, c),
+                )
+                .await
             }
             Step::ExpectEvent(e) => {
-                unless_interrupted(expect_event(&self.client, &self.target, e)).await
+                unless_interrupted(
+                    self.env.stop_token(),
+                    expect_event(&self.client, &self.target, e),
+                )
+                .await
             }
             Step::Wait(w) => {
-                unless_interrupted(async {
+                unless_interrupted(self.env.stop_token(), async {
                     tokio::time::sleep(w.duration.0).await;
                     Ok(format!("waited {:?}", w.duration.0))
                 })
@@ -435,14 +448,17 @@ impl Session<'_> {
         .await;
         match next {
             Some(next) => {
-                let result = unless_interrupted(upgrade_across(
-                    &ctx,
-                    release,
-                    u,
-                    &self.target,
-                    &next,
-                    &mut outcome.lineage_upgrade,
-                ))
+                let result = unless_interrupted(
+                    self.env.stop_token(),
+                    upgrade_across(
+                        &ctx,
+                        release,
+                        u,
+                        &self.target,
+                        &next,
+                        &mut outcome.lineage_upgrade,
+                    ),
+                )
                 .await;
                 self.target = next;
                 if self.sampler.is_some() {
@@ -450,7 +466,13 @@ impl Session<'_> {
                 }
                 result
             }
-            None => unless_interrupted(upgrade(&ctx, release, u, &self.target)).await,
+            None => {
+                unless_interrupted(
+                    self.env.stop_token(),
+                    upgrade(&ctx, release, u, &self.target),
+                )
+                .await
+            }
         }
     }
 

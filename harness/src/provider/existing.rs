@@ -278,9 +278,10 @@ impl ExistingEnvironment {
                 );
                 // An interrupt here must not leave half an install on the user's cluster: the
                 // start is abandoned (its processes die with it) and what it created goes.
+                let stop = crate::cleanup::stop_token();
                 let started = tokio::select! {
                     biased;
-                    () = crate::cleanup::interrupted() => None,
+                    () = stop.stopped() => None,
                     r = Keda::start(&client, &paths, Duration::from_secs(120)) => Some(r),
                 };
                 let now: Vec<String> = crd_names(&crds).await;

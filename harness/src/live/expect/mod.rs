@@ -44,13 +44,14 @@ impl From<Result<String, String>> for StepResult {
 /// The reason a step reports when the run is interrupted while it runs.
 pub const INTERRUPTED: &str = "interrupted (SIGINT/SIGTERM)";
 
-/// Runs a step unless the run is interrupted first.
+/// Runs a step unless the run is stopped (`stop`) first.
 pub async fn unless_interrupted(
+    stop: &crate::cleanup::StopToken,
     step: impl std::future::Future<Output = Result<String, String>>,
 ) -> StepResult {
     tokio::select! {
         biased;
-        () = crate::cleanup::interrupted() => StepResult::Interrupted,
+        () = stop.stopped() => StepResult::Interrupted,
         r = step => r.into(),
     }
 }
@@ -62,10 +63,16 @@ mod tests {
     #[tokio::test]
     async fn a_step_that_finishes_keeps_its_result() {
         assert_eq!(
-            unless_interrupted(async { Ok("3 replicas".to_string()) }).await,
+            unless_interrupted(&crate::cleanup::stop_token(), async {
+                Ok("3 replicas".to_string())
+            })
+            .await,
             StepResult::Passed("3 replicas".into())
         );
-        let failed = unless_interrupted(async { Err("no".to_string()) }).await;
+        let failed = unless_interrupted(&crate::cleanup::stop_token(), async {
+            Err("no".to_string())
+        })
+        .await;
         assert_eq!(failed, StepResult::Failed("no".into()));
         assert!(!failed.passed());
         assert_eq!(StepResult::Interrupted.text(), INTERRUPTED);

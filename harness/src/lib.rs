@@ -18,6 +18,7 @@ pub mod install;
 pub mod keda;
 pub mod live;
 pub mod mock;
+pub mod mutate;
 pub mod names;
 pub mod oracle;
 pub mod provider;

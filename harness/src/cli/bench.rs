@@ -14,6 +14,11 @@ pub(super) fn bench_render(runs: u32, helm: HelmMajor) -> Result<i32, InputError
     Ok(exit_code::PASS)
 }
 
+/// `bench mutate`: mutants per second of the render tier.
+pub(super) fn bench_mutate(a: super::mutate::BenchMutateArgs) -> Result<i32, InputError> {
+    super::mutate::bench(a)
+}
+
 /// `bench live` (and `bench kind`): the suite's live scenarios on `provider`, each
 /// expect_replicas step's latency against its bound, the start phases and the wall time.
 pub(super) fn bench_live(

@@ -4,6 +4,7 @@
 mod bench;
 mod cluster;
 mod commands;
+mod mutate;
 mod plan;
 mod qualify;
 mod repro;
@@ -55,6 +56,56 @@ pub enum Command {
     /// Start, list, stop and clean up local clusters (real control plane, kwok nodes).
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Mutation testing: mutate the chart's autoscaling templates one line at a time and
+    /// report which mutants the render checks and the suite's expectations miss.
+    Mutate(MutateArgs),
+}
+
+/// Arguments of `mutate`.
+#[derive(Debug, clap::Args)]
+pub struct MutateArgs {
+    /// Chart directory (copied; the original is never modified).
+    #[arg(long)]
+    pub chart: PathBuf,
+    /// Values file that enables the autoscaling under test (repeatable, later files win).
+    #[arg(short = 'f', long = "values")]
+    pub values: Vec<PathBuf>,
+    /// Set a value, as `helm --set` (repeatable).
+    #[arg(long = "set")]
+    pub set: Vec<String>,
+    /// Release name.
+    #[arg(long, default_value = "tempo")]
+    pub release: String,
+    /// Namespace.
+    #[arg(long, default_value = "tempo")]
+    pub namespace: String,
+    /// A header every prometheus trigger must send, as Name=Value (repeatable).
+    #[arg(long = "expect-header")]
+    pub expect_header: Vec<String>,
+    /// A suite whose scenarios for this chart judge every mutant too (repeatable).
+    #[arg(long)]
+    pub suite: Vec<PathBuf>,
+    /// Only this operator (repeatable; default: all).
+    #[arg(long = "operator")]
+    pub operators: Vec<String>,
+    /// Helm major version for every render: 3 or 4.
+    #[arg(long, default_value = "3", value_parser = parse_helm)]
+    pub helm: HelmMajor,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: crate::mutate::report::Format,
+    /// Write the report to this file instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Exit 1 when the mutation score is below this percentage (default 0: report only).
+    #[arg(long, default_value_t = 0.0, value_parser = mutate::parse_min_score)]
+    pub min_score: f64,
+    /// Mutants rendered at once.
+    #[arg(long, default_value_t = 2, value_parser = mutate::parse_jobs)]
+    pub jobs: usize,
+    /// List killed and equivalent mutants too.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 /// Arguments of `render`.
@@ -380,6 +431,8 @@ pub enum BenchCommand {
         #[arg(long)]
         suite: Option<PathBuf>,
     },
+    /// Mutants per second of `mutate`'s render tier (default: the compactor fixture).
+    Mutate(mutate::BenchMutateArgs),
 }
 
 fn parse_helm(s: &str) -> Result<HelmMajor, String> {
@@ -419,6 +472,8 @@ pub fn main() -> i32 {
         Command::Repro(a) => repro::run(a),
         Command::Soak(a) => bench::soak(a),
         Command::Qualify(a) => qualify::run(a),
+        Command::Bench(BenchCommand::Mutate(a)) => bench::bench_mutate(a),
+        Command::Mutate(a) => mutate::run(a),
     };
     match result {
         Ok(code) => code,

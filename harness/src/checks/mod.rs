@@ -58,6 +58,7 @@ pub const CATALOG: &[Check] = &[
     Check { id: "values.fidelity", rule: "every trigger field, metadata key and spec field the values set reaches the ScaledObject unchanged" },
     Check { id: "manifest.go-printed-value", rule: "no rendered string is a Go map or slice printed as text (map[...], [a b])" },
     Check { id: "workload.anti-affinity", rule: "hard hostname anti-affinity needs as many schedulable nodes as maxReplicaCount" },
+    Check { id: "workload.replicas-while-scaled", rule: "a workload a ScaledObject scales does not render spec.replicas (every helm upgrade would reset the count the HPA set)" },
 ];
 
 /// Looks a check up by id.
@@ -228,6 +229,7 @@ pub fn run(ctx: &RenderContext<'_>) -> RenderVerdict {
         trigger::prometheus(so, ctx, f, &mut v.requests);
         trigger::authentication_ref(so, ctx, f);
         scaled_object::anti_affinity(so, ctx, f);
+        scaled_object::replicas_while_scaled(so, ctx, f);
     }
     trigger::expected_headers(ctx, &scaled_objects, &v.requests, f);
     trigger::per_replica_query(&v.requests, f);

@@ -423,3 +423,41 @@ pub(super) fn anti_affinity(so: &Manifest, ctx: &RenderContext<'_>, f: &mut Vec<
         f.push(Finding::new("workload.anti-affinity", Status::Info, subject(w), format!("hard pod anti-affinity on kubernetes.io/hostname: reaching maxReplicaCount {max} needs {max} schedulable nodes")).with("extra replicas stay Pending on smaller clusters; live runs give the local provider at least that many nodes"));
     }
 }
+
+/// `workload.replicas-while-scaled`: the scaled workload renders no `spec.replicas`. Helm's
+/// three-way merge patches a rendered count back onto the live object at every upgrade, so
+/// the replicas the HPA set drop to the chart's number until the next sync (charts guard the
+/// field with their autoscaling switch).
+pub(super) fn replicas_while_scaled(so: &Manifest, ctx: &RenderContext<'_>, f: &mut Vec<Finding>) {
+    let r = &so.body["spec"]["scaleTargetRef"];
+    let name = r["name"].as_str().unwrap_or_default();
+    let kind = r["kind"].as_str().unwrap_or("Deployment");
+    let Some(w) = ctx
+        .manifests
+        .iter()
+        .find(|m| m.name == name && m.kind == kind)
+    else {
+        return;
+    };
+    match w.body["spec"].get("replicas") {
+        None | Some(Value::Null) => f.push(Finding::new(
+            "workload.replicas-while-scaled",
+            Status::Pass,
+            subject(w),
+            "renders no spec.replicas: the HPA owns the count",
+        )),
+        Some(n) => f.push(
+            Finding::new(
+                "workload.replicas-while-scaled",
+                Status::Fail,
+                subject(w),
+                format!(
+                    "renders spec.replicas {n} while {} scales it: every helm upgrade resets the replica count the HPA set",
+                    subject(so)
+                ),
+            )
+            .with(format!("rendered from {}", w.source))
+            .with("render replicas only when autoscaling is off (e.g. `{{- if not .Values.<component>.autoscaling.enabled }}`)"),
+        ),
+    }
+}

@@ -275,14 +275,29 @@ fn check_object(
     let props = schema.get("properties").and_then(|p| p.as_object());
     if let Some(required) = schema.get("required").and_then(|r| r.as_array()) {
         for r in required.iter().filter_map(|r| r.as_str()) {
-            if !map.contains_key(r) {
+            // An explicit null of a non-nullable field is dropped by the API server before
+            // validation: the field is then missing.
+            let nullable = |name: &str| {
+                props
+                    .and_then(|p| p.get(name))
+                    .and_then(|s| s.get("nullable"))
+                    == Some(&Value::Bool(true))
+            };
+            let missing = match map.get(r) {
+                None => Some("is missing"),
+                Some(Value::Null) if !nullable(r) => {
+                    Some("is null, which the API server drops: it is missing")
+                }
+                _ => None,
+            };
+            if let Some(why) = missing {
                 out.push(Violation {
                     path: if path.is_empty() {
                         ".".into()
                     } else {
                         path.clone()
                     },
-                    message: format!("required field {r:?} is missing"),
+                    message: format!("required field {r:?} {why}"),
                 });
             }
         }

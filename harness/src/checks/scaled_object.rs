@@ -398,14 +398,7 @@ pub(super) fn replicas(so: &Manifest, f: &mut Vec<Finding>) {
 }
 
 pub(super) fn anti_affinity(so: &Manifest, ctx: &RenderContext<'_>, f: &mut Vec<Finding>) {
-    let r = &so.body["spec"]["scaleTargetRef"];
-    let name = r["name"].as_str().unwrap_or_default();
-    let kind = r["kind"].as_str().unwrap_or("Deployment");
-    let Some(w) = ctx
-        .manifests
-        .iter()
-        .find(|m| m.name == name && m.kind == kind)
-    else {
+    let Some(w) = scaled_workload(so, ctx) else {
         return;
     };
     let required = &w.body["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
@@ -429,14 +422,7 @@ pub(super) fn anti_affinity(so: &Manifest, ctx: &RenderContext<'_>, f: &mut Vec<
 /// the replicas the HPA set drop to the chart's number until the next sync (charts guard the
 /// field with their autoscaling switch).
 pub(super) fn replicas_while_scaled(so: &Manifest, ctx: &RenderContext<'_>, f: &mut Vec<Finding>) {
-    let r = &so.body["spec"]["scaleTargetRef"];
-    let name = r["name"].as_str().unwrap_or_default();
-    let kind = r["kind"].as_str().unwrap_or("Deployment");
-    let Some(w) = ctx
-        .manifests
-        .iter()
-        .find(|m| m.name == name && m.kind == kind)
-    else {
+    let Some(w) = scaled_workload(so, ctx) else {
         return;
     };
     match w.body["spec"].get("replicas") {
@@ -460,4 +446,14 @@ pub(super) fn replicas_while_scaled(so: &Manifest, ctx: &RenderContext<'_>, f: &
             .with("render replicas only when autoscaling is off (e.g. `{{- if not .Values.<component>.autoscaling.enabled }}`)"),
         ),
     }
+}
+
+/// The rendered workload `so`'s scaleTargetRef names (kind defaulting to Deployment).
+fn scaled_workload<'a>(so: &Manifest, ctx: &RenderContext<'a>) -> Option<&'a Manifest> {
+    let r = &so.body["spec"]["scaleTargetRef"];
+    let name = r["name"].as_str().unwrap_or_default();
+    let kind = r["kind"].as_str().unwrap_or("Deployment");
+    ctx.manifests
+        .iter()
+        .find(|m| m.name == name && m.kind == kind)
 }

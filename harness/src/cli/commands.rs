@@ -195,18 +195,24 @@ pub(super) fn run(a: RunArgs) -> Result<i32, InputError> {
     Ok(exit_code::of(results.iter().all(|r| r.passed), interrupted))
 }
 
-/// Starts the live environment once for every scenario of the run.
-pub(super) fn start_live(
-    scenarios: &[scenario::Scenario],
-    a: &RunArgs,
-) -> Result<engine::LiveContext, InputError> {
-    let nodes = a.nodes.unwrap_or_else(|| {
+/// The nodes the live environment gets: `--nodes`, else the most any scenario asks for
+/// (hard anti-affinity needs one per replica), else 5.
+pub(super) fn live_nodes(scenarios: &[scenario::Scenario], a: &RunArgs) -> u32 {
+    a.nodes.unwrap_or_else(|| {
         scenarios
             .iter()
             .filter_map(|s| s.live.nodes)
             .max()
             .unwrap_or(5)
-    });
+    })
+}
+
+/// Starts the live environment once for every scenario of the run.
+pub(super) fn start_live(
+    scenarios: &[scenario::Scenario],
+    a: &RunArgs,
+) -> Result<engine::LiveContext, InputError> {
+    let nodes = live_nodes(scenarios, a);
     let runtime = super::runtime()?;
     create_out_dir(&a.out)?;
     let env = match a.provider {

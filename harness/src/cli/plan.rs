@@ -33,13 +33,7 @@ pub fn plan(scenarios: &[Scenario], a: &RunArgs) -> Result<String, InputError> {
             ProviderKind::Kind => {
                 let _ = writeln!(out, "docker: use the engine that answers (DOCKER_HOST, /var/run/docker.sock), else start a private dockerd (own socket, data root, bridge; scripts/kind/dockerd.sh)");
                 let _ = writeln!(out, "images: scripts/kind/build.sh builds or checks the cached images (node image with Kubernetes {}, KEDA {} images, Cortex {}, the Tempo stand-in)", toolchain::KUBERNETES.version(), toolchain::KEDA.version(), toolchain::CORTEX.version());
-                let nodes = a.nodes.unwrap_or_else(|| {
-                    scenarios
-                        .iter()
-                        .filter_map(|s| s.live.nodes)
-                        .max()
-                        .unwrap_or(5)
-                });
+                let nodes = super::commands::live_nodes(scenarios, a);
                 match &a.kind_config {
                     Some(path) => {
                         let config = crate::provider::kind::config::from_file(path)?;
@@ -56,13 +50,7 @@ pub fn plan(scenarios: &[Scenario], a: &RunArgs) -> Result<String, InputError> {
                 let _ = writeln!(out, "KEDA {}: kind load its images, server-side apply its install manifest (operator, metrics API server, admission webhooks as pods); wait for the three Deployments Ready and the APIService v1beta1.external.metrics.k8s.io Available", toolchain::KEDA.version());
             }
             ProviderKind::Local => {
-                let nodes = a.nodes.unwrap_or_else(|| {
-                    scenarios
-                        .iter()
-                        .filter_map(|s| s.live.nodes)
-                        .max()
-                        .unwrap_or(5)
-                });
+                let nodes = super::commands::live_nodes(scenarios, a);
                 let _ = writeln!(out, "cluster: start a local cluster on 127.0.0.1 with {nodes} kwok node(s): etcd {}, kube-apiserver/kube-controller-manager/kube-scheduler {}, kwok {} (run directory $TMPDIR/keda-conformance-cluster.run-<pid>.*)", toolchain::ETCD.version(), toolchain::KUBERNETES.version(), toolchain::KWOK.version());
                 let _ = writeln!(
                     out,

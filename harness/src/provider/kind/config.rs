@@ -3,10 +3,40 @@
 //! checked and completed with what our offline cluster needs: the pod network we install
 //! (default CNI off, pod subnet 10.244.0.0/16) and the controller manager's HPA timing.
 
-use super::SINGLE_NODE_CONFIG;
 use crate::error::InputError;
 use serde_yaml_ng::{Mapping, Value};
 use std::path::Path;
+
+/// The cluster configuration of one node (HPA timing as the local provider's); more nodes
+/// are added as workers by [`cluster_config`].
+pub const SINGLE_NODE_CONFIG: &str = include_str!("../../../../kind-config/single-node.yaml");
+/// The pod network of a cluster of several nodes (kindnetd cannot be fetched offline).
+pub const POD_ROUTES: &str = include_str!("../../../../kind-config/kc-routes.yaml");
+
+/// The kind configuration for `nodes` schedulable nodes: the control plane plus `nodes - 1`
+/// workers (the control plane's NoSchedule taint is removed after creation, so every node
+/// takes pods, as with the local provider's fake nodes).
+pub fn cluster_config(nodes: u32) -> String {
+    let anchor = "- role: control-plane\n";
+    let Some(at) = SINGLE_NODE_CONFIG.find(anchor) else {
+        return SINGLE_NODE_CONFIG.to_string();
+    };
+    let workers = "- role: worker\n".repeat(nodes.saturating_sub(1) as usize);
+    // After the control plane's entry: its indented lines (`image:`, ...).
+    let start = at + anchor.len();
+    let mut entry_end = start;
+    for line in SINGLE_NODE_CONFIG[start..].split_inclusive('\n') {
+        if !line.starts_with("  ") {
+            break;
+        }
+        entry_end += line.len();
+    }
+    format!(
+        "{}{workers}{}",
+        &SINGLE_NODE_CONFIG[..entry_end],
+        &SINGLE_NODE_CONFIG[entry_end..]
+    )
+}
 
 /// The pod subnet our offline pod network serves.
 pub const POD_SUBNET: &str = "10.244.0.0/16";
@@ -24,7 +54,7 @@ pub struct KindConfig {
 pub fn for_nodes(nodes: u32) -> KindConfig {
     let nodes = nodes.max(1);
     KindConfig {
-        text: super::cluster_config(nodes),
+        text: cluster_config(nodes),
         nodes,
     }
 }
@@ -228,6 +258,33 @@ mod tests {
         assert!(e.to_string().contains("control-plane"), "{e}");
         let e = check("kind: Cluster\n  bad: [\n").unwrap_err();
         assert!(e.to_string().contains("kind.yaml:2"), "{e}");
+    }
+
+    #[test]
+    fn configs_for_several_nodes() {
+        let one: serde_yaml_ng::Value = serde_yaml_ng::from_str(&cluster_config(1)).unwrap();
+        assert_eq!(one["nodes"].as_sequence().unwrap().len(), 1);
+        let five: serde_yaml_ng::Value = serde_yaml_ng::from_str(&cluster_config(5)).unwrap();
+        let nodes = five["nodes"].as_sequence().unwrap();
+        assert_eq!(nodes.len(), 5);
+        assert_eq!(nodes[0]["role"], "control-plane");
+        assert!(nodes[1..].iter().all(|n| n["role"] == "worker"));
+        assert_eq!(five["kubeadmConfigPatches"], one["kubeadmConfigPatches"]);
+    }
+
+    #[test]
+    fn the_config_is_kind_s_and_sets_the_hpa_timing() {
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(SINGLE_NODE_CONFIG).unwrap();
+        assert_eq!(doc["kind"], "Cluster");
+        let d = crate::stack::HpaTiming::default();
+        assert!(SINGLE_NODE_CONFIG.contains(&format!(
+            "horizontal-pod-autoscaler-sync-period: \"{}s\"",
+            d.sync_period.as_secs()
+        )));
+        assert!(SINGLE_NODE_CONFIG.contains(&format!(
+            "horizontal-pod-autoscaler-downscale-stabilization: \"{}s\"",
+            d.downscale_stabilization.as_secs()
+        )));
     }
 
     #[test]

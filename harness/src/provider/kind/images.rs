@@ -116,6 +116,25 @@ fn read_env(path: &Path) -> Result<BTreeMap<String, String>, InputError> {
         .collect())
 }
 
+/// Refuses an image reference that could be read as a flag or holds characters no reference
+/// has (it reaches docker's argv).
+pub(super) fn validate_image_ref(r: &str) -> Result<(), InputError> {
+    let ok = !r.is_empty()
+        && !r.starts_with('-')
+        && r.len() <= 512
+        && r.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(InputError::in_environment(
+            "--provider kind",
+            format!("the chart runs an image named {r:?}, which is not an image reference"),
+            "fix the image repository/tag values of the chart",
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +158,14 @@ mod tests {
         std::fs::write(dir.path().join("keda.env"), "KEDA_VERSION=v2\n").unwrap();
         let err = KindImages::read(dir.path()).unwrap_err().to_string();
         assert!(err.contains("KEDA_MANIFEST"), "{err}");
+    }
+
+    #[test]
+    fn image_references_are_checked() {
+        assert!(validate_image_ref("example.invalid/tempo:2.9.0").is_ok());
+        assert!(validate_image_ref("grafana/tempo@sha256:abc").is_ok());
+        assert!(validate_image_ref("--privileged").is_err());
+        assert!(validate_image_ref("a b").is_err());
+        assert!(validate_image_ref("").is_err());
     }
 }

@@ -17,7 +17,15 @@
 pub mod config;
 pub mod engine;
 pub mod images;
+pub mod names;
+mod readiness;
+mod teardown;
 pub mod tool;
+
+pub use names::{cluster_name, owner_of, CLUSTER_PREFIX, LABEL};
+use readiness::{network_gateway, wait_keda_ready, KEDA_NAMESPACE};
+pub use teardown::gc_blocking;
+use teardown::Teardown;
 
 use super::{EnvError, Environment, ProviderKind};
 use crate::backend::cortex::MimirApiBackend;
@@ -32,44 +40,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tool::Tool;
 
-/// Every kind cluster (and its Docker network) of ours is named `kc-<owner pid>-<random>`.
-pub const CLUSTER_PREFIX: &str = "kc-";
-/// The label on every container this provider starts besides kind's nodes (value: the
-/// cluster's name).
-pub const LABEL: &str = "io.keda-conformance.cluster";
-/// The cluster configuration of one node (HPA timing as the local provider's); more nodes
-/// are added as workers by [`cluster_config`].
-pub const SINGLE_NODE_CONFIG: &str = include_str!("../../../../kind-config/single-node.yaml");
-/// The pod network of a cluster of several nodes (kindnetd cannot be fetched offline).
-pub const POD_ROUTES: &str = include_str!("../../../../kind-config/kc-routes.yaml");
-
-/// The kind configuration for `nodes` schedulable nodes: the control plane plus `nodes - 1`
-/// workers (the control plane's NoSchedule taint is removed after creation, so every node
-/// takes pods, as with the local provider's fake nodes).
-pub fn cluster_config(nodes: u32) -> String {
-    let anchor = "- role: control-plane\n";
-    let Some(at) = SINGLE_NODE_CONFIG.find(anchor) else {
-        return SINGLE_NODE_CONFIG.to_string();
-    };
-    let workers = "- role: worker\n".repeat(nodes.saturating_sub(1) as usize);
-    // After the control plane's entry: its indented lines (`image:`, ...).
-    let start = at + anchor.len();
-    let mut entry_end = start;
-    for line in SINGLE_NODE_CONFIG[start..].split_inclusive('\n') {
-        if !line.starts_with("  ") {
-            break;
-        }
-        entry_end += line.len();
-    }
-    format!(
-        "{}{workers}{}",
-        &SINGLE_NODE_CONFIG[..entry_end],
-        &SINGLE_NODE_CONFIG[entry_end..]
-    )
-}
-/// KEDA's namespace and Deployments in its install manifest.
-const KEDA_NAMESPACE: &str = "keda";
-const KEDA_DEPLOYMENTS: [&str; 3] = ["keda-operator", "keda-metrics-apiserver", "keda-admission"];
 /// The Mimir-API backend's HTTP port inside its container.
 const BACKEND_PORT: u16 = 9009;
 
@@ -99,39 +69,6 @@ impl std::fmt::Debug for KindEnvironment {
             .field("gateway", &self.gateway)
             .finish_non_exhaustive()
     }
-}
-
-/// A fresh cluster name: `kc-<pid>-<6 hex digits>` (unique per run, and `cluster gc` can
-/// tell from it whether its owner still lives).
-pub fn cluster_name() -> String {
-    let mut bytes = [0u8; 3];
-    let random = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .is_ok();
-    if !random {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        bytes = [(nanos >> 16) as u8, (nanos >> 8) as u8, nanos as u8];
-    }
-    format!(
-        "{CLUSTER_PREFIX}{}-{:02x}{:02x}{:02x}",
-        std::process::id(),
-        bytes[0],
-        bytes[1],
-        bytes[2]
-    )
-}
-
-/// The owner pid encoded in a cluster name of ours.
-pub fn owner_of(cluster: &str) -> Option<u32> {
-    cluster
-        .strip_prefix(CLUSTER_PREFIX)?
-        .split_once('-')?
-        .0
-        .parse()
-        .ok()
 }
 
 fn env_error(problem: impl Into<String>, fix: &str) -> EnvError {
@@ -274,7 +211,7 @@ impl KindEnvironment {
             .map_err(|e| cluster_error("no client", &e))?;
         if nodes > 1 {
             let t = Instant::now();
-            self.pod_network(&client, nodes)
+            readiness::pod_network(&self.kubectl(), self.temp.path(), &client, nodes)
                 .await
                 .map_err(|e| cluster_error("the pod network of several nodes", &e))?;
             startup.push(("pod network (several nodes)".to_string(), t.elapsed()));
@@ -322,77 +259,6 @@ impl KindEnvironment {
         Ok(client)
     }
 
-    /// Several nodes: applies the pod network (kc-routes), lets the control plane take pods,
-    /// and waits until every node is Ready with its pod network in place.
-    async fn pod_network(&self, client: &kube::Client, nodes: u32) -> Result<(), String> {
-        let kubectl = self.kubectl();
-        let routes = self.temp.path().join("kc-routes.yaml");
-        std::fs::write(&routes, POD_ROUTES).map_err(|e| e.to_string())?;
-        let routes = routes.to_string_lossy().into_owned();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match kubectl
-                .run(&["apply", "-f", &routes], Duration::from_secs(120))
-                .await
-            {
-                Ok(_) => break,
-                Err(_) if attempt < 5 => tokio::time::sleep(Duration::from_secs(3)).await,
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        let _ = kubectl
-            .run(
-                &[
-                    "taint",
-                    "nodes",
-                    "--all",
-                    "node-role.kubernetes.io/control-plane:NoSchedule-",
-                ],
-                Duration::from_secs(60),
-            )
-            .await;
-        use k8s_openapi::api::apps::v1::DaemonSet;
-        use k8s_openapi::api::core::v1::Node;
-        let nodes_api: kube::Api<Node> = kube::Api::all(client.clone());
-        let ds: kube::Api<DaemonSet> = kube::Api::namespaced(client.clone(), "kube-system");
-        let deadline = Instant::now() + Duration::from_secs(300);
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            let ready_nodes = nodes_api
-                .list(&Default::default())
-                .await
-                .map(|l| {
-                    l.items
-                        .iter()
-                        .filter(|n| {
-                            n.status
-                                .as_ref()
-                                .and_then(|s| s.conditions.as_ref())
-                                .is_some_and(|c| {
-                                    c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                                })
-                        })
-                        .count() as u32
-                })
-                .unwrap_or(0);
-            let routes_ready = ds
-                .get_opt("kc-routes")
-                .await
-                .ok()
-                .flatten()
-                .and_then(|d| d.status)
-                .map(|s| s.number_ready)
-                .unwrap_or(0) as u32;
-            if ready_nodes >= nodes && routes_ready >= nodes {
-                return Ok(());
-            }
-            last = format!("{ready_nodes}/{nodes} nodes Ready, kc-routes Ready on {routes_ready}");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        Err(format!("not within 300s: {last}"))
-    }
-
     fn kind(&self) -> Tool {
         self.engine
             .tool(&self.images.kind)
@@ -435,95 +301,6 @@ impl KindEnvironment {
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default()
     }
-}
-
-/// Removes a cluster of ours and everything labelled with its name, then releases the engine.
-struct Teardown {
-    kind: Tool,
-    docker: Tool,
-    engine: DockerEngine,
-    cluster: String,
-}
-
-impl Teardown {
-    fn run(self) {
-        remove_cluster_blocking(&self.kind, &self.docker, &self.cluster);
-        self.engine.release_blocking();
-    }
-}
-
-/// Deletes kind cluster `cluster`, the containers labelled with it and its network.
-fn remove_cluster_blocking(kind: &Tool, docker: &Tool, cluster: &str) {
-    let _ = kind.run_blocking(
-        &["delete", "cluster", "--name", cluster],
-        Duration::from_secs(180),
-    );
-    let filter = format!("label={LABEL}={cluster}");
-    let node_filter = format!("label=io.x-k8s.kind.cluster={cluster}");
-    for f in [&filter, &node_filter] {
-        let ids = docker
-            .output_blocking(&["ps", "-aq", "--filter", f], Duration::from_secs(30))
-            .unwrap_or_default();
-        for id in ids.split_whitespace() {
-            let _ = docker.run_blocking(&["rm", "-f", "-v", "--", id], Duration::from_secs(60));
-        }
-    }
-    let _ = docker.run_blocking(&["network", "rm", "--", cluster], Duration::from_secs(60));
-}
-
-/// The IPv4 gateway of Docker network `network` (the host's address on it).
-async fn network_gateway(docker: &Tool, network: &str) -> Result<Ipv4Addr, String> {
-    let out = docker
-        .run(
-            &[
-                "network",
-                "inspect",
-                "--format",
-                "{{range .IPAM.Config}}{{.Gateway}} {{end}}",
-                "--",
-                network,
-            ],
-            Duration::from_secs(30),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    out.split_whitespace()
-        .find_map(|g| g.parse::<Ipv4Addr>().ok())
-        .ok_or_else(|| format!("`docker network inspect {network}` names no IPv4 gateway: {out:?}"))
-}
-
-/// Waits until KEDA's three Deployments have every replica Ready and the external metrics
-/// APIService is Available.
-async fn wait_keda_ready(client: &kube::Client, timeout: Duration) -> Result<(), String> {
-    use k8s_openapi::api::apps::v1::Deployment;
-    let api: kube::Api<Deployment> = kube::Api::namespaced(client.clone(), KEDA_NAMESPACE);
-    let deadline = Instant::now() + timeout;
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        let mut waiting = Vec::new();
-        for name in KEDA_DEPLOYMENTS {
-            match api.get_opt(name).await {
-                Ok(Some(d)) => {
-                    let want = d.spec.and_then(|s| s.replicas).unwrap_or(1);
-                    let ready = d.status.and_then(|s| s.ready_replicas).unwrap_or(0);
-                    if ready < want {
-                        waiting.push(format!("{name} {ready}/{want} Ready"));
-                    }
-                }
-                Ok(None) => waiting.push(format!("{name} missing")),
-                Err(e) => waiting.push(format!("{name}: {e}")),
-            }
-        }
-        if waiting.is_empty() {
-            match super::existing::keda_installed(client).await {
-                Ok(()) => return Ok(()),
-                Err(e) => waiting.push(e),
-            }
-        }
-        last = waiting.join(", ");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    Err(format!("not within {}s: {last}", timeout.as_secs()))
 }
 
 /// Removes a backend container when dropped.
@@ -683,7 +460,7 @@ impl Environment for KindEnvironment {
             let mut standin = Vec::new();
             let mut present = Vec::new();
             for r in missing {
-                validate_image_ref(r)?;
+                images::validate_image_ref(r)?;
                 let exists = docker
                     .run(&["image", "inspect", "--", r], Duration::from_secs(30))
                     .await
@@ -734,123 +511,5 @@ impl Environment for KindEnvironment {
 impl Drop for KindEnvironment {
     fn drop(&mut self) {
         crate::cleanup::run_finalizer(&self.finalizer_key());
-    }
-}
-
-/// Refuses an image reference that could be read as a flag or holds characters no reference
-/// has (it reaches docker's argv).
-fn validate_image_ref(r: &str) -> Result<(), InputError> {
-    let ok = !r.is_empty()
-        && !r.starts_with('-')
-        && r.len() <= 512
-        && r.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(InputError::in_environment(
-            "--provider kind",
-            format!("the chart runs an image named {r:?}, which is not an image reference"),
-            "fix the image repository/tag values of the chart",
-        ))
-    }
-}
-
-/// Removes kind clusters of ours whose owner process is gone (after SIGKILL), with their
-/// containers and networks, in the engine `scripts/kind/dockerd.sh` knows or `DOCKER_HOST`.
-/// Returns the clusters removed.
-pub fn gc_blocking() -> Vec<String> {
-    let scripts = engine::scripts_dir();
-    let dockerd = Tool::new(scripts.join("dockerd.sh"), &[]);
-    let host = dockerd
-        .output_blocking(&["env"], Duration::from_secs(30))
-        .map(|h| h.trim().to_string())
-        .or_else(|| std::env::var("DOCKER_HOST").ok());
-    let Some(host) = host else {
-        return Vec::new();
-    };
-    let docker = Tool::new("docker", &[("DOCKER_HOST", &host)]);
-    let names = docker
-        .output_blocking(
-            &[
-                "ps",
-                "-a",
-                "--filter",
-                "label=io.x-k8s.kind.cluster",
-                "--format",
-                "{{.Label \"io.x-k8s.kind.cluster\"}}",
-            ],
-            Duration::from_secs(30),
-        )
-        .unwrap_or_default();
-    let stale: BTreeSet<String> = names
-        .lines()
-        .map(str::trim)
-        .filter(|n| owner_of(n).is_some_and(|pid| !alive(pid)))
-        .map(str::to_string)
-        .collect();
-    let kind = KindImages::read(&crate::toolchain::cache_root().join("kind"))
-        .map(|i| i.kind)
-        .unwrap_or_else(|_| PathBuf::from("kind"));
-    let kind = Tool::new(kind, &[("DOCKER_HOST", &host)]);
-    for cluster in &stale {
-        remove_cluster_blocking(&kind, &docker, cluster);
-    }
-    stale.into_iter().collect()
-}
-
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_carry_their_owner() {
-        let a = cluster_name();
-        let b = cluster_name();
-        assert_ne!(a, b);
-        assert_eq!(owner_of(&a), Some(std::process::id()));
-        assert!(a.len() <= 32, "{a}");
-        assert_eq!(owner_of("kind"), None);
-        assert_eq!(owner_of("kc-abc-12"), None);
-    }
-
-    #[test]
-    fn configs_for_several_nodes() {
-        let one: serde_yaml_ng::Value = serde_yaml_ng::from_str(&cluster_config(1)).unwrap();
-        assert_eq!(one["nodes"].as_sequence().unwrap().len(), 1);
-        let five: serde_yaml_ng::Value = serde_yaml_ng::from_str(&cluster_config(5)).unwrap();
-        let nodes = five["nodes"].as_sequence().unwrap();
-        assert_eq!(nodes.len(), 5);
-        assert_eq!(nodes[0]["role"], "control-plane");
-        assert!(nodes[1..].iter().all(|n| n["role"] == "worker"));
-        assert_eq!(five["kubeadmConfigPatches"], one["kubeadmConfigPatches"]);
-    }
-
-    #[test]
-    fn image_references_are_checked() {
-        assert!(validate_image_ref("example.invalid/tempo:2.9.0").is_ok());
-        assert!(validate_image_ref("grafana/tempo@sha256:abc").is_ok());
-        assert!(validate_image_ref("--privileged").is_err());
-        assert!(validate_image_ref("a b").is_err());
-        assert!(validate_image_ref("").is_err());
-    }
-
-    #[test]
-    fn the_config_is_kind_s_and_sets_the_hpa_timing() {
-        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(SINGLE_NODE_CONFIG).unwrap();
-        assert_eq!(doc["kind"], "Cluster");
-        let d = crate::stack::HpaTiming::default();
-        assert!(SINGLE_NODE_CONFIG.contains(&format!(
-            "horizontal-pod-autoscaler-sync-period: \"{}s\"",
-            d.sync_period.as_secs()
-        )));
-        assert!(SINGLE_NODE_CONFIG.contains(&format!(
-            "horizontal-pod-autoscaler-downscale-stabilization: \"{}s\"",
-            d.downscale_stabilization.as_secs()
-        )));
     }
 }

@@ -137,6 +137,29 @@ pub(super) async fn pod_network(
             .map(|s| s.number_ready)
             .unwrap_or(0) as u32;
         if ready_nodes >= nodes && routes_ready >= nodes {
+            // Pods sandboxed before the pod network existed (cluster DNS, the storage
+            // provisioner) hold addresses of the image's one-node network: recreate them.
+            for args in [
+                &[
+                    "delete",
+                    "pods",
+                    "-n",
+                    "kube-system",
+                    "-l",
+                    "k8s-app=kube-dns",
+                    "--wait=false",
+                ][..],
+                &[
+                    "delete",
+                    "pods",
+                    "-n",
+                    "local-path-storage",
+                    "--all",
+                    "--wait=false",
+                ][..],
+            ] {
+                let _ = kubectl.run(args, Duration::from_secs(60)).await;
+            }
             return Ok(());
         }
         last = format!("{ready_nodes}/{nodes} nodes Ready, kc-routes Ready on {routes_ready}");

@@ -354,8 +354,15 @@ fn single_chart_dir(root: &Path, archive: &Path) -> Result<PathBuf, InputError> 
         })
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+/// Copies the directory `from` to `to` (created), skipping `.git`, symlinks and special files;
+/// the copy is owner-only (directories 0700, files 0600): charts may hold values from Secrets.
+///
+/// # Errors
+/// The first I/O error.
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(to)?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700))?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let name = entry.file_name();
@@ -366,7 +373,9 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         if ty.is_dir() {
             copy_dir(&entry.path(), &to.join(&name))?;
         } else if ty.is_file() {
-            std::fs::copy(entry.path(), to.join(&name))?;
+            let dest = to.join(&name);
+            std::fs::copy(entry.path(), &dest)?;
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600))?;
         }
     }
     Ok(())

@@ -15,30 +15,6 @@ pub struct Workspace {
     _root: TempDir,
 }
 
-/// Copies directories and regular files (not `.git`, not symbolic links, which could point
-/// outside the chart), owner-only.
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(to)?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700))?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name == ".git" {
-            continue;
-        }
-        let ty = entry.file_type()?;
-        if ty.is_dir() {
-            copy_tree(&entry.path(), &to.join(&name))?;
-        } else if ty.is_file() {
-            let dest = to.join(&name);
-            std::fs::copy(entry.path(), &dest)?;
-            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600))?;
-        }
-    }
-    Ok(())
-}
-
 impl Workspace {
     /// Copies the chart directory `chart` once per worker.
     ///
@@ -74,7 +50,7 @@ impl Workspace {
             let dir = worker.join(&name);
             std::fs::create_dir(&worker)
                 .and_then(|()| private(&worker))
-                .and_then(|()| copy_tree(chart, &dir))
+                .and_then(|()| crate::chart::source::copy_dir(chart, &dir))
                 .map_err(|e| {
                     InputError::in_file(
                         chart,

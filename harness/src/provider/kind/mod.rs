@@ -224,28 +224,19 @@ impl KindEnvironment {
         ));
         let manifest = self.images.keda_manifest.to_string_lossy().into_owned();
         let kubectl = self.kubectl();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match kubectl
-                .run(
-                    &[
-                        "apply",
-                        "--server-side",
-                        "--force-conflicts",
-                        "-f",
-                        &manifest,
-                    ],
-                    Duration::from_secs(180),
-                )
-                .await
-            {
-                Ok(_) => break,
-                // The API server may still be settling right after `kind create --wait 0s`.
-                Err(_) if attempt < 5 => tokio::time::sleep(Duration::from_secs(3)).await,
-                Err(e) => return Err(cluster_error("applying KEDA's manifest failed", &e)),
-            }
-        }
+        readiness::apply(
+            &kubectl,
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                &manifest,
+            ],
+            Duration::from_secs(180),
+        )
+        .await
+        .map_err(|e| cluster_error("applying KEDA's manifest failed", &e))?;
         wait_keda_ready(&client, Duration::from_secs(300))
             .await
             .map_err(|e| {

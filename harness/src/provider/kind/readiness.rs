@@ -81,18 +81,9 @@ pub(super) async fn pod_network(
     let routes = dir.join("kc-routes.yaml");
     std::fs::write(&routes, POD_ROUTES).map_err(|e| e.to_string())?;
     let routes = routes.to_string_lossy().into_owned();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match kubectl
-            .run(&["apply", "-f", &routes], Duration::from_secs(120))
-            .await
-        {
-            Ok(_) => break,
-            Err(_) if attempt < 5 => tokio::time::sleep(Duration::from_secs(3)).await,
-            Err(e) => return Err(e.to_string()),
-        }
-    }
+    apply(kubectl, &["apply", "-f", &routes], Duration::from_secs(120))
+        .await
+        .map_err(|e| e.to_string())?;
     let _ = kubectl
         .run(
             &[
@@ -166,4 +157,22 @@ pub(super) async fn pod_network(
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     Err(format!("not within 300s: {last}"))
+}
+
+/// `kubectl apply ...` right after `kind create --wait 0s`: the API server may still be
+/// settling, so a failure is retried (5 attempts, 3 s apart); the last error is returned.
+pub(super) async fn apply(
+    kubectl: &Tool,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<(), super::tool::ToolError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match kubectl.run(args, timeout).await {
+            Ok(_) => return Ok(()),
+            Err(_) if attempt < 5 => tokio::time::sleep(Duration::from_secs(3)).await,
+            Err(e) => return Err(e),
+        }
+    }
 }

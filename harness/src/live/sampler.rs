@@ -1,4 +1,5 @@
-//! The timeline sampler and the oracle's view: every second, the workload's replicas, the
+//! The timeline sampler and the oracle's view: every second, and as soon as the workload or its
+//! HPA changes (seen by a watch), the workload's replicas, the
 //! HPA's desired count, and the value KEDA would read for the trigger (asked with the
 //! trigger's own headers, marked as the harness's so the mock tells them apart), with the
 //! replica count the HPA model computes from it.
@@ -7,6 +8,7 @@ use super::observe;
 use super::run::StepLatency;
 use super::target::Target;
 use super::timeline::Sample;
+use super::watch::Changes;
 use crate::backend::query::{instant, keda_value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -67,7 +69,7 @@ pub(crate) async fn oracle(
     (value, expected)
 }
 
-/// Samples every second until aborted.
+/// Samples every second, and on each change of the workload or its HPA, until aborted.
 pub(crate) fn spawn_sampler(
     client: kube::Client,
     base: String,
@@ -77,7 +79,11 @@ pub(crate) fn spawn_sampler(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let http = target.query_client();
+        let changes = Changes::none()
+            .of_workload(&client, &target.workload)
+            .of_hpa(&client, &target.workload.namespace, &target.hpa);
         loop {
+            let began = Instant::now();
             let r = observe::replicas(&client, &target.workload)
                 .await
                 .unwrap_or_default();
@@ -100,7 +106,11 @@ pub(crate) fn spawn_sampler(
                     step,
                 });
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            // At most four samples a second however often the objects change.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            changes
+                .next(Duration::from_secs(1).saturating_sub(began.elapsed()))
+                .await;
         }
     })
 }

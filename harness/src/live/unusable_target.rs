@@ -6,6 +6,7 @@ use super::env::LiveEnv;
 use super::observe;
 use super::release::Release;
 use super::run::LiveOutcome;
+use super::watch::Changes;
 use crate::chart::helm::HelmMajor;
 use crate::keda::manifest;
 use crate::render::RenderReport;
@@ -49,6 +50,7 @@ pub(crate) async fn keda_on_unusable_target(
         };
     let start = Instant::now();
     let mut seen: Option<observe::Condition> = None;
+    let changes = Changes::none().of_scaled_object(&client, namespace, so_name);
     while start.elapsed() < Duration::from_secs(60) {
         let ready = observe::scaled_object(&client, namespace, so_name)
             .await
@@ -62,7 +64,7 @@ pub(crate) async fn keda_on_unusable_target(
             seen = Some(c);
             break;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        changes.next(changes.quiet_pause()).await;
     }
     match seen {
         Some(c) => outcome.observations.push(format!(

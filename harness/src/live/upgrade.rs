@@ -51,21 +51,53 @@ pub(crate) async fn upgrade(
         .map_err(|e| e.to_string())?
         .ok_or("the ScaledObject is gone before the upgrade")?;
     let headers_before = so_headers(&so_before);
-    release
+    // Every count the workload shows from before the upgrade on, as the watch delivers it: a
+    // reset the autoscaler undoes within a second is still a reset.
+    let (mut counts, watching) = crate::live::watch::replica_counts(client, &target.workload);
+    let upgraded = release
         .upgrade(&u.chart, &ctx.upgrade_values(u), &ctx.scenario.set)
-        .await?;
+        .await;
+    if let Err(e) = upgraded {
+        watching.abort();
+        return Err(e);
+    }
     // Watch two HPA sync periods: the count the autoscaler chose must not be reset.
     let http = target.query_client();
     let watch = ctx.env.hpa.sync_period * 2 + Duration::from_secs(2);
-    let start = Instant::now();
+    let until = Instant::now() + watch;
     let mut lowest = before.spec;
-    while start.elapsed() < watch {
-        let r = observe::replicas(client, &target.workload)
-            .await
-            .map_err(|e| e.to_string())?;
-        lowest = lowest.min(r.spec);
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    loop {
+        // A look of our own every second as well, in case the watch cannot be opened.
+        let look = Duration::from_secs(1).min(until.saturating_duration_since(Instant::now()));
+        let delivered = if counts.is_closed() {
+            tokio::time::sleep(look).await;
+            None
+        } else {
+            tokio::time::timeout(look, counts.recv())
+                .await
+                .ok()
+                .flatten()
+        };
+        match delivered {
+            Some(r) => lowest = lowest.min(r.spec),
+            None => {
+                let r = observe::replicas(client, &target.workload)
+                    .await
+                    .map_err(|e| e.to_string());
+                match r {
+                    Ok(r) => lowest = lowest.min(r.spec),
+                    Err(e) => {
+                        watching.abort();
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        if Instant::now() >= until {
+            break;
+        }
     }
+    watching.abort();
     let mut problems = Vec::new();
     let after = observe::replicas(client, &target.workload)
         .await

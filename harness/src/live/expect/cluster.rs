@@ -5,6 +5,7 @@ use crate::live::observe;
 use crate::live::sampler::Shared;
 use crate::live::target::Target;
 use crate::live::timeline::Sample;
+use crate::live::watch::Changes;
 use crate::scenario::{ExpectCondition, ExpectEvent};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -77,6 +78,11 @@ pub(crate) async fn expect_condition(
     let within = c.within.map(|s| s.0).unwrap_or(Duration::from_secs(90));
     let start = Instant::now();
     let ns = &target.workload.namespace;
+    let changes = if c.on == crate::scenario::ConditionObject::Hpa {
+        Changes::none().of_hpa(client, ns, &target.hpa)
+    } else {
+        Changes::none().of_scaled_object(client, ns, &target.scaled_object)
+    };
     loop {
         let conditions = if c.on == crate::scenario::ConditionObject::Hpa {
             observe::hpa(client, ns, &target.hpa)
@@ -129,7 +135,15 @@ pub(crate) async fn expect_condition(
                 }
             ));
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let left = (start + within).saturating_duration_since(Instant::now());
+        changes
+            .next(
+                changes
+                    .quiet_pause()
+                    .min(left)
+                    .max(Duration::from_millis(10)),
+            )
+            .await;
     }
 }
 
@@ -150,6 +164,7 @@ pub(crate) async fn expect_event(
         Some(m) => format!("{} event containing {m:?}", e.reason),
         None => format!("{} event", e.reason),
     };
+    let changes = Changes::none().of_events(client, &target.workload.namespace);
     loop {
         // A listing that fails proves nothing either way: retry until the deadline.
         let events = match observe::events(client, &target.workload.namespace).await {
@@ -158,7 +173,7 @@ pub(crate) async fn expect_event(
                 return Err(format!("listing events: {err}"));
             }
             Err(_) => {
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                changes.next(Duration::from_secs(1)).await;
                 continue;
             }
         };
@@ -206,6 +221,14 @@ pub(crate) async fn expect_event(
                 ))
             };
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let left = (start + within).saturating_duration_since(Instant::now());
+        changes
+            .next(
+                changes
+                    .quiet_pause()
+                    .min(left)
+                    .max(Duration::from_millis(10)),
+            )
+            .await;
     }
 }

@@ -7,6 +7,7 @@ use crate::live::run::StepLatency;
 use crate::live::sampler::{oracle, Shared};
 use crate::live::seeder::Seeder;
 use crate::live::target::Target;
+use crate::live::watch::Changes;
 use crate::scenario::ExpectReplicas;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -47,6 +48,9 @@ pub(crate) async fn expect_replicas(
     let mut initial: Option<i32> = None;
     // How long the endpoint took to answer the oracle's query, at most: KEDA waits as long.
     let mut answer_time = Duration::ZERO;
+    // The workload's changes wake the next look; an oracle count also looks every second,
+    // since the metric moves without any change in the cluster.
+    let changes = Changes::none().of_workload(client, &target.workload);
     loop {
         let r = observe::replicas(client, &target.workload)
             .await
@@ -167,6 +171,18 @@ pub(crate) async fn expect_replicas(
                 hold.as_secs_f64()
             ));
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let pause = if e.oracle {
+            Duration::from_secs(1)
+        } else {
+            changes.quiet_pause()
+        };
+        let pause = match converged_at {
+            Some((since, _)) => pause.min((since + hold).saturating_duration_since(Instant::now())),
+            None => pause,
+        };
+        let left = (start + within + hold).saturating_duration_since(Instant::now());
+        changes
+            .next(pause.min(left).max(Duration::from_millis(10)))
+            .await;
     }
 }

@@ -527,3 +527,25 @@ fn an_interrupt_removes_the_chart_copies_and_exits_130() {
     assert_eq!(status.code(), Some(130));
     assert!(copies().is_empty(), "left behind: {:?}", copies());
 }
+
+#[test]
+fn tier_all_without_a_live_scenario_for_the_chart_is_bad_input() {
+    let o = harness(&[
+        "mutate",
+        "--chart",
+        "fixtures/mutate/live-chart",
+        "-f",
+        "fixtures/mutate/values/live-tenant-a.yaml",
+        "--suite",
+        "fixtures/mutate/suite",
+        "--tier",
+        "all",
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("--tier all"), "{out}");
+    assert!(
+        out.contains("no scenario of the --suite directories installs"),
+        "{out}"
+    );
+}

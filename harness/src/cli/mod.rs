@@ -106,6 +106,20 @@ pub struct MutateArgs {
     /// List killed and equivalent mutants too.
     #[arg(short, long)]
     pub verbose: bool,
+    /// `render` (default: every mutant through the render judges, offline) or `all` (then the
+    /// survivors through the `--suite` scenarios' live steps, on a cluster).
+    #[arg(long, value_enum, default_value = "render")]
+    pub tier: crate::engine::Tier,
+    /// Where the live tier runs: `local` (hermetic, pods simulated by kwok) or `kind` (real
+    /// pods in Docker).
+    #[arg(long, value_enum, default_value = "local")]
+    pub provider: crate::provider::ProviderKind,
+    /// Evidence directory of the live tier (one subdirectory per scenario run).
+    #[arg(long, default_value = "out")]
+    pub evidence: PathBuf,
+    /// How many live scenario runs at once.
+    #[arg(long, default_value_t = 3, value_parser = parse_parallel)]
+    pub parallel: usize,
 }
 
 /// Arguments of `render`.

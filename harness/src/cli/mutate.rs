@@ -84,19 +84,47 @@ pub(super) fn run(a: MutateArgs) -> Result<i32, InputError> {
         require_output_path("--out", out)?;
     }
     let render = options(
-        a.chart,
-        a.values,
-        a.set,
-        (a.release, a.namespace),
+        a.chart.clone(),
+        a.values.clone(),
+        a.set.clone(),
+        (a.release.clone(), a.namespace.clone()),
         &a.expect_header,
         a.helm,
     )?;
-    let report = mutate::run(&MutateOptions {
+    let helm = render.helm;
+    let live_scenarios = if a.tier == crate::engine::Tier::All {
+        let found = mutate::live::scenarios_for(&render.chart, &a.suite, helm)?;
+        if found.is_empty() {
+            return Err(InputError::in_flag(
+                "--tier all",
+                format!(
+                    "no scenario of the --suite directories installs {} on Helm {} with live steps",
+                    render.chart.display(),
+                    helm.number()
+                ),
+                "pass --suite a directory with live scenarios whose `chart:` is this chart (or use --tier render)",
+            ));
+        }
+        if a.provider == crate::provider::ProviderKind::Existing {
+            return Err(InputError::in_flag(
+                "--provider existing",
+                "mutate's live tier makes its own cluster",
+                "use --provider local or --provider kind",
+            ));
+        }
+        found
+    } else {
+        Vec::new()
+    };
+    let mut report = mutate::run(&MutateOptions {
         render,
-        suites: a.suite,
-        operators: a.operators,
+        suites: a.suite.clone(),
+        operators: a.operators.clone(),
         jobs: a.jobs,
     })?;
+    if !live_scenarios.is_empty() {
+        report.live = Some(live_tier(&mut report, &live_scenarios, helm, &a)?);
+    }
     let text = match a.format {
         report::Format::Text => report::text(&report, a.verbose),
         report::Format::Json => report::json(&report),
@@ -112,6 +140,10 @@ pub(super) fn run(a: MutateArgs) -> Result<i32, InputError> {
         })?,
         None => print!("{}", crate::report::terminal_safe(&text)),
     }
+    if report.live.as_ref().is_some_and(|l| l.interrupted) {
+        eprintln!("mutate: interrupted during the live tier; unfinished runs judged nothing");
+        return Ok(exit_code::INTERRUPTED);
+    }
     let below = report.score().is_some_and(|s| s < a.min_score);
     if below {
         eprintln!(
@@ -125,6 +157,41 @@ pub(super) fn run(a: MutateArgs) -> Result<i32, InputError> {
     } else {
         exit_code::PASS
     })
+}
+
+/// Starts a live environment for the scenarios, runs the survivors of `report` through them,
+/// and stops the environment again (also when the tier fails).
+fn live_tier(
+    report: &mut mutate::MutationReport,
+    scenarios: &[crate::scenario::Scenario],
+    helm: HelmMajor,
+    a: &MutateArgs,
+) -> Result<mutate::live::LiveTier, InputError> {
+    let survivors = report
+        .mutants
+        .iter()
+        .filter(|m| m.status == mutate::Status::Survived)
+        .count();
+    if survivors == 0 {
+        eprintln!("mutate: live tier: no survivor of the render tier, nothing to run live");
+        return Ok(mutate::live::LiveTier {
+            scenarios: scenarios.iter().map(|s| s.name.clone()).collect(),
+            ..Default::default()
+        });
+    }
+    let mut run_args = super::RunArgs::for_suite(
+        a.suite.first().cloned().unwrap_or_default(),
+        crate::engine::Tier::All,
+        Some(helm),
+        a.evidence.clone(),
+    );
+    run_args.provider = a.provider;
+    run_args.parallel = a.parallel;
+    let ctx = super::commands::start_live(scenarios, &run_args)?;
+    let judged = mutate::live::judge_survivors(report, scenarios, helm, &ctx);
+    let crate::engine::LiveContext { runtime, env, .. } = ctx;
+    runtime.block_on(env.stop());
+    judged
 }
 
 /// The fixtures directory: `./fixtures`, or the checkout's.

@@ -7,10 +7,12 @@
 //! expectations and the render steps of suite scenarios for this chart), two at a time. A
 //! mutant is killed when a judge fails on it where the original passed, equivalent when every
 //! judge renders it byte for byte like the original, and otherwise it survives. [`report`]
-//! prints the score and the survivors in text, JSON or JUnit.
+//! prints the score and the survivors in text, JSON or JUnit. With `--tier all`, [`live`] runs
+//! the suites' live scenarios on every survivor.
 
 pub mod gotmpl;
 pub mod judge;
+pub mod live;
 pub mod operators;
 pub mod report;
 pub mod scope;
@@ -123,6 +125,9 @@ pub struct MutationReport {
     pub mutants: Vec<MutantResult>,
     /// Times.
     pub timing: Timing,
+    /// The live tier on the survivors (`--tier all`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<live::LiveTier>,
     /// Removes secrets the original render holds from every output.
     #[serde(skip)]
     pub redactor: crate::redact::Redactor,
@@ -295,6 +300,7 @@ pub fn run(opts: &MutateOptions) -> Result<MutationReport, InputError> {
             renders: renders.load(Ordering::SeqCst),
             jobs: ws.workers(),
         },
+        live: None,
         redactor,
     })
 }

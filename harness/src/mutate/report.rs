@@ -133,6 +133,20 @@ pub fn text(r: &MutationReport, verbose: bool) -> String {
         c.generated, c.killed, c.survived, c.equivalent, c.errored
     );
     let _ = writeln!(out, "mutation score: {}", score_text(r));
+    if let Some(l) = &r.live {
+        let _ = writeln!(
+            out,
+            "live tier: {} render survivor(s) run through {} live scenario(s): {} killed live, {:.0}s{}",
+            l.survivors_judged,
+            l.scenarios.len(),
+            l.killed,
+            l.seconds,
+            if l.interrupted { " (interrupted)" } else { "" }
+        );
+        for f in &l.original_failures {
+            let _ = writeln!(out, "  fails on the original (judges nothing): {f}");
+        }
+    }
     let _ = writeln!(
         out,
         "\n{:<28} {:>7} {:>9} {:>11} {:>8}",

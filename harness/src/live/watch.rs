@@ -111,6 +111,14 @@ impl Changes {
         }
     }
 
+    /// Waits for the next change, at most [`Changes::quiet_pause`] and never past `deadline`
+    /// (a look is due then).
+    pub(crate) async fn next_quiet(&self, deadline: std::time::Instant) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        self.next(self.quiet_pause().min(left).max(Duration::from_millis(10)))
+            .await;
+    }
+
     /// How many changes the watches have delivered so far.
     pub(crate) fn seen(&self) -> u64 {
         self.seen.load(Ordering::Relaxed)

@@ -151,6 +151,23 @@ pub fn scenarios_for(
     suites: &[PathBuf],
     helm: HelmMajor,
 ) -> Result<Vec<Judge>, InputError> {
+    let renders = |s: &Scenario| matches!(s.steps.first(), Some(Step::Render(_)));
+    Ok(suite_scenarios(chart, suites, helm, renders)?
+        .into_iter()
+        .map(|s| Judge::scenario(s, helm))
+        .collect())
+}
+
+/// The scenarios in `suites` that install `chart`, run on `helm` and pass `keep`.
+///
+/// # Errors
+/// The suite's [`InputError`] (a missing directory, an invalid scenario).
+pub fn suite_scenarios(
+    chart: &Path,
+    suites: &[PathBuf],
+    helm: HelmMajor,
+    keep: impl Fn(&Scenario) -> bool,
+) -> Result<Vec<Scenario>, InputError> {
     let Ok(chart) = std::fs::canonicalize(chart) else {
         return Ok(Vec::new());
     };
@@ -158,10 +175,9 @@ pub fn scenarios_for(
     for suite in suites {
         for s in scenario::load_suite(suite)? {
             let same_chart = std::fs::canonicalize(&s.chart).is_ok_and(|c| c == chart);
-            let renders = matches!(s.steps.first(), Some(Step::Render(_)));
             let on_major = s.helm.iter().any(|h| h.0 == helm);
-            if same_chart && renders && on_major {
-                out.push(Judge::scenario(s, helm));
+            if same_chart && on_major && keep(&s) {
+                out.push(s);
             }
         }
     }

@@ -8,7 +8,7 @@ use super::{MutantResult, MutationReport, Status};
 use crate::chart::helm::HelmMajor;
 use crate::engine::{LiveContext, ScenarioResult};
 use crate::error::InputError;
-use crate::scenario::{self, Helm, Scenario, Step};
+use crate::scenario::{Helm, Scenario, Step};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -39,21 +39,7 @@ pub fn scenarios_for(
     suites: &[PathBuf],
     helm: HelmMajor,
 ) -> Result<Vec<Scenario>, InputError> {
-    let Ok(chart) = std::fs::canonicalize(chart) else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for suite in suites {
-        for s in scenario::load_suite(suite)? {
-            let same_chart = std::fs::canonicalize(&s.chart).is_ok_and(|c| c == chart);
-            let live = s.steps.iter().any(Step::is_live);
-            let on_major = s.helm.iter().any(|h| h.0 == helm);
-            if same_chart && live && on_major {
-                out.push(s);
-            }
-        }
-    }
-    Ok(out)
+    super::judge::suite_scenarios(chart, suites, helm, |s| s.steps.iter().any(Step::is_live))
 }
 
 /// The scenario `s` run against the chart copy `chart`, under a name that says which copy.

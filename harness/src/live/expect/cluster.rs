@@ -135,15 +135,7 @@ pub(crate) async fn expect_condition(
                 }
             ));
         }
-        let left = (start + within).saturating_duration_since(Instant::now());
-        changes
-            .next(
-                changes
-                    .quiet_pause()
-                    .min(left)
-                    .max(Duration::from_millis(10)),
-            )
-            .await;
+        changes.next_quiet(start + within).await;
     }
 }
 
@@ -221,14 +213,6 @@ pub(crate) async fn expect_event(
                 ))
             };
         }
-        let left = (start + within).saturating_duration_since(Instant::now());
-        changes
-            .next(
-                changes
-                    .quiet_pause()
-                    .min(left)
-                    .max(Duration::from_millis(10)),
-            )
-            .await;
+        changes.next_quiet(start + within).await;
     }
 }

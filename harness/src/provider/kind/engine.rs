@@ -1,8 +1,9 @@
 //! The Docker engine kind runs in: one that answers (the runner's, the user's), or a private
 //! dockerd of ours started through `scripts/kind/dockerd.sh` when none does and we are root
 //! (own socket, data root, bridge and containerd namespace; it handles this VM's missing
-//! capability). A private engine this run started is stopped at the end unless another kind
-//! cluster of ours still runs in it.
+//! capability). Runs that use a private engine a run started register in `kind/dockerd-users/`;
+//! the last of them to finish stops it, unless a kind cluster of ours still runs in it (two
+//! runs at once share one engine, whichever started it and in whatever order they end).
 
 use super::tool::Tool;
 use crate::error::InputError;
@@ -23,9 +24,60 @@ pub fn scripts_dir() -> PathBuf {
 pub struct DockerEngine {
     /// The `DOCKER_HOST` every docker and kind call uses.
     pub host: String,
-    /// Whether this run started a private dockerd (and so stops it).
+    /// Whether this run started a private dockerd.
     pub started_here: bool,
+    /// Whether it is a private dockerd a run started (the last run using it stops it).
+    run_owned: bool,
     scripts: PathBuf,
+}
+
+/// Where the runs using a private dockerd register (one file per process id), the marker that
+/// a run (not the user or `scripts/setup.sh`) started it, and the lock over both.
+struct Users {
+    dir: PathBuf,
+    lock: PathBuf,
+}
+
+impl Users {
+    fn here() -> Self {
+        let kind = crate::toolchain::cache_root().join("kind");
+        Users {
+            dir: kind.join("dockerd-users"),
+            lock: kind.join(".dockerd-users.lock"),
+        }
+    }
+
+    /// Holds the lock until the returned guard drops (blocking).
+    fn locked(&self) -> Option<nix::fcntl::Flock<std::fs::File>> {
+        std::fs::create_dir_all(&self.dir).ok()?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)
+            .ok()?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
+    }
+
+    fn me(&self) -> PathBuf {
+        self.dir.join(std::process::id().to_string())
+    }
+
+    fn marker(&self) -> PathBuf {
+        self.dir.join("started-by-a-run")
+    }
+
+    /// Other registered runs whose process is still alive.
+    fn others_alive(&self) -> Vec<u32> {
+        let me = std::process::id();
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| *pid != me && Path::new(&format!("/proc/{pid}")).exists())
+            .collect()
+    }
 }
 
 impl DockerEngine {
@@ -46,10 +98,40 @@ impl DockerEngine {
             .into());
         }
         let dockerd = Tool::new(&script, &[]);
+        // Registered before the engine is looked for, under the lock a finishing run takes to
+        // decide whether it stops the engine: that run then sees this one.
+        let lock = tokio::task::spawn_blocking(|| Users::here().locked())
+            .await
+            .ok()
+            .flatten();
+        let users = Users::here();
+        let _ = std::fs::write(users.me(), b"");
+        let engine = Self::find_or_start(&dockerd, scripts, progress).await;
+        if let Ok(e) = &engine {
+            if e.started_here {
+                let _ = std::fs::write(users.marker(), b"");
+            }
+        }
+        drop(lock);
+        let mut engine = engine?;
+        engine.run_owned = engine.run_owned && users.marker().exists();
+        Ok(engine)
+    }
+
+    async fn find_or_start(
+        dockerd: &Tool,
+        scripts: PathBuf,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<Self, EnvError> {
         if let Ok(host) = dockerd.run(&["env"], Duration::from_secs(30)).await {
+            let status = dockerd
+                .run(&["status"], Duration::from_secs(30))
+                .await
+                .unwrap_or_default();
             return Ok(DockerEngine {
                 host: host.trim().to_string(),
                 started_here: false,
+                run_owned: status.starts_with("private"),
                 scripts,
             });
         }
@@ -70,9 +152,11 @@ impl DockerEngine {
             .run(&["status"], Duration::from_secs(30))
             .await
             .unwrap_or_default();
+        let private = status.starts_with("private");
         Ok(DockerEngine {
             host: host.trim().to_string(),
-            started_here: status.starts_with("private"),
+            started_here: private,
+            run_owned: private,
             scripts,
         })
     }
@@ -92,17 +176,23 @@ impl DockerEngine {
         &self.scripts
     }
 
-    /// Stops the private dockerd this run started, unless another kind cluster of ours runs in
-    /// it (concurrent runs share it). Blocking: also called from drops and finalizers.
+    /// Deregisters this run; the last run using a private dockerd a run started stops it,
+    /// unless a kind cluster of ours still runs in it. Blocking: also called from drops and
+    /// finalizers.
     pub fn release_blocking(&self) {
-        if !self.started_here || std::env::var_os("KC_KEEP_DOCKERD").is_some() {
+        let users = Users::here();
+        let _lock = users.locked();
+        let _ = std::fs::remove_file(users.me());
+        if !self.run_owned || std::env::var_os("KC_KEEP_DOCKERD").is_some() {
             return;
         }
-        if other_clusters_running(&self.docker()) {
+        if !users.others_alive().is_empty() || other_clusters_running(&self.docker()) {
             return;
         }
         let dockerd = Tool::new(self.scripts.join("dockerd.sh"), &[]);
-        let _ = dockerd.run_blocking(&["stop"], Duration::from_secs(180));
+        if dockerd.run_blocking(&["stop"], Duration::from_secs(180)) {
+            let _ = std::fs::remove_file(users.marker());
+        }
     }
 }
 

@@ -135,6 +135,66 @@ pub(super) fn validate_image_ref(r: &str) -> Result<(), InputError> {
     }
 }
 
+/// Where the chart's own images come from on kind (`KEDA_CONFORMANCE_CHART_IMAGES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChartImages {
+    /// The engine's image if it has one, else pulled if a registry answers, else the
+    /// stand-in (the default).
+    Auto,
+    /// The engine's image or a pull; a reference that cannot be pulled fails the run.
+    Pull,
+    /// The engine's image if it has one, else the stand-in; never pulls.
+    Standin,
+}
+
+impl ChartImages {
+    /// The policy `KEDA_CONFORMANCE_CHART_IMAGES` names (`auto`, `pull`, `standin`).
+    ///
+    /// # Errors
+    /// An [`InputError`] (exit 2) for another value.
+    pub fn from_env() -> Result<Self, InputError> {
+        match std::env::var("KEDA_CONFORMANCE_CHART_IMAGES").as_deref() {
+            Err(_) | Ok("") | Ok("auto") => Ok(Self::Auto),
+            Ok("pull") => Ok(Self::Pull),
+            Ok("standin") => Ok(Self::Standin),
+            Ok(other) => Err(InputError::in_environment(
+                "KEDA_CONFORMANCE_CHART_IMAGES",
+                format!("{other:?} is not a policy for the chart's images"),
+                "set it to auto (default), pull or standin",
+            )),
+        }
+    }
+
+    /// Whether to try `docker pull` for an image the engine lacks, given whether an earlier
+    /// pull of this run found no registry.
+    pub fn pulls(self, registry_unreachable: bool) -> bool {
+        match self {
+            Self::Auto => !registry_unreachable,
+            Self::Pull => true,
+            Self::Standin => false,
+        }
+    }
+}
+
+/// Whether a failed `docker pull` says no registry can be reached at all (name resolution,
+/// connection, timeout), rather than that this one image is missing or private.
+pub fn registry_unreachable(pull_error: &str) -> bool {
+    let e = pull_error.to_ascii_lowercase();
+    [
+        "no such host",
+        "dial tcp",
+        "i/o timeout",
+        "connection refused",
+        "network is unreachable",
+        "timed out",
+        "tls handshake timeout",
+        "temporary failure in name resolution",
+        "did not finish within",
+    ]
+    .iter()
+    .any(|m| e.contains(m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +218,21 @@ mod tests {
         std::fs::write(dir.path().join("keda.env"), "KEDA_VERSION=v2\n").unwrap();
         let err = KindImages::read(dir.path()).unwrap_err().to_string();
         assert!(err.contains("KEDA_MANIFEST"), "{err}");
+    }
+
+    #[test]
+    fn chart_image_policies() {
+        assert!(ChartImages::Auto.pulls(false));
+        assert!(!ChartImages::Auto.pulls(true));
+        assert!(ChartImages::Pull.pulls(true));
+        assert!(!ChartImages::Standin.pulls(false));
+        // What this machine's engine says when it has no way out.
+        assert!(registry_unreachable(
+            "Error response from daemon: Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io on 10.255.255.53:53: no such host"
+        ));
+        assert!(!registry_unreachable(
+            "Error response from daemon: manifest for grafana/tempo:0.0.0 not found: manifest unknown"
+        ));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod host;
 pub mod images;
 pub mod names;
 mod readiness;
@@ -36,9 +37,13 @@ use images::KindImages;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tool::Tool;
+
+/// How long one pull of a chart's image may take (a large image on a slow link).
+const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The Mimir-API backend's HTTP port inside its container.
 const BACKEND_PORT: u16 = 9009;
@@ -57,6 +62,8 @@ pub struct KindEnvironment {
     /// Held while images are prepared: scenarios run in parallel and ask for the same
     /// references; the stand-in's tag exists only between one tag and its untag.
     preparing: tokio::sync::Mutex<()>,
+    /// A pull of this run found no registry (no further pull is tried).
+    registry_unreachable: AtomicBool,
     /// Holds the kubeconfig, the cluster config and the backends' state.
     temp: crate::cleanup::TempDir,
 }
@@ -131,6 +138,9 @@ impl KindEnvironment {
                 "check $TMPDIR",
             )
         })?;
+        for line in host::ensure_inotify(Path::new("/proc/sys/fs/inotify")) {
+            progress(&line);
+        }
         let cluster = cluster_name();
         let mut env = KindEnvironment {
             kubeconfig: temp.path().join("kubeconfig"),
@@ -141,6 +151,7 @@ impl KindEnvironment {
             standins: Mutex::new(BTreeSet::new()),
             loaded: Mutex::new(BTreeSet::new()),
             preparing: tokio::sync::Mutex::new(()),
+            registry_unreachable: AtomicBool::new(false),
             temp,
         };
         // From here on an interrupt, an error or a drop removes the cluster.
@@ -448,6 +459,7 @@ impl Environment for KindEnvironment {
                 refs.iter().filter(|r| !loaded.contains(*r)).collect()
             };
             let docker = self.engine.docker();
+            let policy = images::ChartImages::from_env()?;
             let mut standin = Vec::new();
             let mut present = Vec::new();
             for r in missing {
@@ -458,11 +470,40 @@ impl Environment for KindEnvironment {
                     .is_ok();
                 if exists {
                     present.push(r.as_str());
-                } else {
-                    standin.push(r.as_str());
+                    continue;
                 }
+                let unreachable = self.registry_unreachable.load(Ordering::Relaxed);
+                if policy.pulls(unreachable) {
+                    match docker.run(&["pull", "--", r], PULL_TIMEOUT).await {
+                        Ok(_) => {
+                            eprintln!("  pulled {r} (the chart's own image)");
+                            present.push(r.as_str());
+                            continue;
+                        }
+                        Err(e) if policy == images::ChartImages::Pull => {
+                            return Err(InputError::in_environment(
+                                "KEDA_CONFORMANCE_CHART_IMAGES=pull",
+                                format!("cannot pull the chart's image {r}: {e}"),
+                                "make the registry reachable from the Docker engine, or unset KEDA_CONFORMANCE_CHART_IMAGES to use the stand-in",
+                            )
+                            .into());
+                        }
+                        Err(e) => {
+                            let e = e.to_string();
+                            if images::registry_unreachable(&e) {
+                                self.registry_unreachable.store(true, Ordering::Relaxed);
+                            }
+                            eprintln!(
+                                "  {r}: not pulled ({}); the stand-in plays it",
+                                e.lines().last().unwrap_or_default().trim()
+                            );
+                        }
+                    }
+                }
+                standin.push(r.as_str());
             }
-            // References the engine has (pulled, or built by the user) go in as they are.
+            // References the engine has (pulled now, before, or built by the user) go in as
+            // they are.
             self.load(&present).await?;
             // The others are played by the stand-in: tagged for the load only, so no fake
             // image stays under a real name in the engine.

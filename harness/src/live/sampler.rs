@@ -69,6 +69,40 @@ pub(crate) async fn oracle(
     (value, expected)
 }
 
+/// Takes one sample of the timeline now: the workload's replicas, the HPA's desired count and
+/// the oracle's view.
+pub(crate) async fn sample_once(
+    client: &kube::Client,
+    http: &reqwest::Client,
+    base: &str,
+    target: &Target,
+    shared: &Arc<Mutex<Shared>>,
+    started: Instant,
+) {
+    let r = observe::replicas(client, &target.workload)
+        .await
+        .unwrap_or_default();
+    let (value, expected) = oracle(http, base, target, r.spec, r.ready).await;
+    let hpa_desired = observe::hpa(client, &target.workload.namespace, &target.hpa)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|h| h.status.map(|s| s.desired_replicas));
+    if let Ok(mut s) = shared.lock() {
+        let step = s.step.clone();
+        s.samples.push(Sample {
+            t: started.elapsed().as_secs_f64(),
+            metric: value.as_ref().ok().copied(),
+            metric_error: value.err(),
+            expected,
+            hpa_desired,
+            spec: r.spec,
+            ready: r.ready,
+            step,
+        });
+    }
+}
+
 /// Samples every second, and on each change of the workload or its HPA, until aborted.
 pub(crate) fn spawn_sampler(
     client: kube::Client,
@@ -84,28 +118,7 @@ pub(crate) fn spawn_sampler(
             .of_hpa(&client, &target.workload.namespace, &target.hpa);
         loop {
             let began = Instant::now();
-            let r = observe::replicas(&client, &target.workload)
-                .await
-                .unwrap_or_default();
-            let (value, expected) = oracle(&http, &base, &target, r.spec, r.ready).await;
-            let hpa_desired = observe::hpa(&client, &target.workload.namespace, &target.hpa)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|h| h.status.map(|s| s.desired_replicas));
-            if let Ok(mut s) = shared.lock() {
-                let step = s.step.clone();
-                s.samples.push(Sample {
-                    t: started.elapsed().as_secs_f64(),
-                    metric: value.as_ref().ok().copied(),
-                    metric_error: value.err(),
-                    expected,
-                    hpa_desired,
-                    spec: r.spec,
-                    ready: r.ready,
-                    step,
-                });
-            }
+            sample_once(&client, &http, &base, &target, &shared, started).await;
             // At most four samples a second however often the objects change.
             tokio::time::sleep(Duration::from_millis(250)).await;
             changes

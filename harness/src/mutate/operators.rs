@@ -121,7 +121,7 @@ pub const OPERATORS: &[Operator] = &[
         name: "flip-metric-type",
         models: "a trigger's metricType flips between AverageValue and Value",
         roles: &[Role::ScaledObject],
-        hint: "values that set metricType (values.fidelity compares it), or a live expect_replicas: {oracle: true}",
+        hint: "values that set metricType (values.fidelity compares it), or a live expect_replicas with an exact count (the oracle follows the rendered metricType, so an oracle count moves with the mutant)",
         rule: flip_metric_type,
     },
     Operator {

@@ -61,6 +61,20 @@ impl Session<'_> {
     pub(super) async fn finish(mut self, outcome: &mut LiveOutcome, out_dir: &Path) {
         if let Some(s) = self.sampler.take() {
             s.abort();
+            // The state a step ended on (a failing look may have seen a change the sampler
+            // had not sampled yet) closes the timeline, before the release is removed.
+            if outcome.interrupted.is_none() {
+                let http = self.target.query_client();
+                let last = crate::live::sampler::sample_once(
+                    &self.client,
+                    &http,
+                    &self.oracle_base,
+                    &self.target,
+                    &self.shared,
+                    self.started,
+                );
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), last).await;
+            }
         }
         drop(self.seeder.take());
         let (markers, samples, latencies) = self

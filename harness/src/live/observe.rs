@@ -30,6 +30,28 @@ pub struct Replicas {
     pub ready: i32,
 }
 
+impl Replicas {
+    /// The counts a Deployment shows (spec defaults to 1, as the API server's does).
+    pub fn of_deployment(d: &Deployment) -> Self {
+        let st = d.status.clone().unwrap_or_default();
+        Replicas {
+            spec: d.spec.as_ref().and_then(|x| x.replicas).unwrap_or(1),
+            status: st.replicas.unwrap_or(0),
+            ready: st.ready_replicas.unwrap_or(0),
+        }
+    }
+
+    /// The counts a StatefulSet shows.
+    pub fn of_statefulset(s: &StatefulSet) -> Self {
+        let st = s.status.clone().unwrap_or_default();
+        Replicas {
+            spec: s.spec.as_ref().and_then(|x| x.replicas).unwrap_or(1),
+            status: st.replicas,
+            ready: st.ready_replicas.unwrap_or(0),
+        }
+    }
+}
+
 /// Reads the workload's replica counts.
 ///
 /// # Errors
@@ -39,22 +61,12 @@ pub async fn replicas(client: &kube::Client, w: &Workload) -> Result<Replicas, k
         let s = Api::<StatefulSet>::namespaced(client.clone(), &w.namespace)
             .get(&w.name)
             .await?;
-        let st = s.status.unwrap_or_default();
-        Ok(Replicas {
-            spec: s.spec.and_then(|x| x.replicas).unwrap_or(1),
-            status: st.replicas,
-            ready: st.ready_replicas.unwrap_or(0),
-        })
+        Ok(Replicas::of_statefulset(&s))
     } else {
         let d = Api::<Deployment>::namespaced(client.clone(), &w.namespace)
             .get(&w.name)
             .await?;
-        let st = d.status.unwrap_or_default();
-        Ok(Replicas {
-            spec: d.spec.and_then(|x| x.replicas).unwrap_or(1),
-            status: st.replicas.unwrap_or(0),
-            ready: st.ready_replicas.unwrap_or(0),
-        })
+        Ok(Replicas::of_deployment(&d))
     }
 }
 

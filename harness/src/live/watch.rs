@@ -78,18 +78,10 @@ impl Changes {
         E: Send + 'static,
     {
         let (notify, seen) = (self.notify.clone(), self.seen.clone());
-        self.tasks.push(tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(item) = stream.next().await {
-                match item {
-                    Ok(_) => {
-                        seen.fetch_add(1, Ordering::Relaxed);
-                        notify.notify_one();
-                    }
-                    // A failed watch call: the periodic look still runs; do not spin.
-                    Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
-                }
-            }
+        self.tasks.push(drive(stream, move |_| {
+            seen.fetch_add(1, Ordering::Relaxed);
+            notify.notify_one();
+            true
         }));
     }
 
@@ -141,49 +133,41 @@ pub(crate) fn replica_counts(
     w: &Workload,
 ) -> (mpsc::UnboundedReceiver<Replicas>, JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
+    // Keep going while the receiver listens; a deleted object (`None`) has no counts.
     let task = if w.kind == "StatefulSet" {
         let api = Api::<StatefulSet>::namespaced(client.clone(), &w.namespace);
-        forward(watcher::watch_object(api, &w.name), tx, |s| {
-            let st = s.status.clone().unwrap_or_default();
-            Replicas {
-                spec: s.spec.as_ref().and_then(|x| x.replicas).unwrap_or(1),
-                status: st.replicas,
-                ready: st.ready_replicas.unwrap_or(0),
-            }
+        drive(watcher::watch_object(api, &w.name), move |o| {
+            o.is_none_or(|s| tx.send(Replicas::of_statefulset(&s)).is_ok())
         })
     } else {
         let api = Api::<Deployment>::namespaced(client.clone(), &w.namespace);
-        forward(watcher::watch_object(api, &w.name), tx, |d| {
-            let st = d.status.clone().unwrap_or_default();
-            Replicas {
-                spec: d.spec.as_ref().and_then(|x| x.replicas).unwrap_or(1),
-                status: st.replicas.unwrap_or(0),
-                ready: st.ready_replicas.unwrap_or(0),
-            }
+        drive(watcher::watch_object(api, &w.name), move |o| {
+            o.is_none_or(|d| tx.send(Replicas::of_deployment(&d)).is_ok())
         })
     };
     (rx, task)
 }
 
-fn forward<K, E>(
-    stream: impl futures::Stream<Item = Result<Option<K>, E>> + Send + 'static,
-    tx: mpsc::UnboundedSender<Replicas>,
-    read: fn(&K) -> Replicas,
+/// Runs a watch stream in a task, handing each item to `on_item` until it returns false; a
+/// failed watch call waits a second before the watcher retries (the expectations' own looks
+/// still run meanwhile), so a watch that keeps failing does not spin.
+fn drive<T, E>(
+    stream: impl futures::Stream<Item = Result<T, E>> + Send + 'static,
+    mut on_item: impl FnMut(T) -> bool + Send + 'static,
 ) -> JoinHandle<()>
 where
-    K: Send + 'static,
+    T: Send + 'static,
     E: Send + 'static,
 {
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
             match item {
-                Ok(Some(obj)) => {
-                    if tx.send(read(&obj)).is_err() {
+                Ok(item) => {
+                    if !on_item(item) {
                         return;
                     }
                 }
-                Ok(None) => {}
                 Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
             }
         }
@@ -232,7 +216,10 @@ mod tests {
         let mut changes = Changes::none();
         changes.follow(futures::stream::iter(vec![Ok::<_, ()>(1), Ok(2)]));
         assert!(changes.next(Duration::from_secs(5)).await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while changes.seen() < 2 && std::time::Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
         assert_eq!(changes.seen(), 2);
         assert_eq!(changes.quiet_pause(), Duration::from_secs(5));
     }

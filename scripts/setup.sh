@@ -90,5 +90,9 @@ if [ "$kind" = 1 ]; then
   timeout 7200 "$here/kind/build.sh" >/dev/null || rc=$?
   if [ "$started_docker" = 1 ]; then "$here/kind/dockerd.sh" stop || true; fi
   [ "$rc" = 0 ] || { echo "setup: scripts/kind/build.sh failed (exit $rc)" >&2; exit 2; }
+  if [ "$tests" = 1 ]; then
+    # The registry the kind tests pull from (harness/tests/kind_provider.rs).
+    timeout 1800 "$here/kind/build-registry.sh" >/dev/null || { echo "setup: scripts/kind/build-registry.sh failed" >&2; exit 2; }
+  fi
 fi
 echo "setup: ready (cache: $cache_root)" >&2

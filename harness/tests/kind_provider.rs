@@ -294,3 +294,251 @@ fn an_interrupted_kind_run_removes_its_cluster_and_exits_130() {
         seen.join("\n")
     );
 }
+
+/// Runs `docker args...` against `host` (60 s at most, 900 s for a push); its stdout.
+fn docker(host: &str, args: &[&str], limit: u64) -> String {
+    let out = Command::new("timeout")
+        .arg(limit.to_string())
+        .arg("docker")
+        .args(args)
+        .env("DOCKER_HOST", host)
+        .output()
+        .expect("docker runs");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What the registry test leaves to undo: the registry process, upstream names it tagged in
+/// the engine, a private dockerd it started; then the image cache is described again as the
+/// offline pipeline makes it.
+struct RegistryTestGuard {
+    registry: std::process::Child,
+    host: String,
+    tags: Vec<String>,
+    stop_dockerd: bool,
+}
+
+impl Drop for RegistryTestGuard {
+    fn drop(&mut self) {
+        let _ = self.registry.kill();
+        let _ = self.registry.wait();
+        for t in &self.tags {
+            let _ = Command::new("timeout")
+                .args(["60", "docker", "rmi", "--", t])
+                .env("DOCKER_HOST", &self.host)
+                .output();
+        }
+        let _ = Command::new("timeout")
+            .args(["900", "bash"])
+            .arg(root().join("scripts/kind/build.sh"))
+            .env("KEDA_CONFORMANCE_KIND_IMAGES", "build")
+            .output();
+        if self.stop_dockerd {
+            let _ = Command::new("bash")
+                .arg(root().join("scripts/kind/dockerd.sh"))
+                .arg("stop")
+                .output();
+        }
+    }
+}
+
+#[test]
+fn node_backend_and_keda_images_pulled_from_a_registry_run_the_scenario() {
+    // The online path, with a registry of our own on 127.0.0.1 (distribution's, built from
+    // its Go module) standing in for docker.io, ghcr.io and quay.io through
+    // KEDA_CONFORMANCE_IMAGE_MIRROR. It serves the images the offline pipeline built, under
+    // the upstream paths; the run must pull the node, Cortex and KEDA's three images from it
+    // (KEDA_CONFORMANCE_KIND_IMAGES=pull: a missing one fails the run) and pass.
+    let build = |script: &str| {
+        let out = Command::new("timeout")
+            .args(["3600", "bash"])
+            .arg(root().join(script))
+            .env("KEDA_CONFORMANCE_KIND_IMAGES", "build")
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let registry_bin = build("scripts/kind/build-registry.sh");
+    // The engine: the one that answers, else the private dockerd (started here, stopped by
+    // the guard); the offline images in it.
+    let (host, stop_dockerd) = match docker_host() {
+        Some(h) => (h, false),
+        None => {
+            let out = Command::new("timeout")
+                .args(["900", "bash"])
+                .arg(root().join("scripts/kind/dockerd.sh"))
+                .arg("start")
+                .output()
+                .expect("dockerd.sh runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (
+                String::from_utf8_lossy(&out.stdout).trim().to_string(),
+                true,
+            )
+        }
+    };
+    let node = build("scripts/kind/build.sh");
+    let env = std::fs::read_to_string(
+        std::env::var("KEDA_CONFORMANCE_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/keda-conformance")
+            })
+            .join("kind/build.env"),
+    )
+    .unwrap();
+    let cortex = env
+        .lines()
+        .find_map(|l| l.strip_prefix("CORTEX_IMAGE="))
+        .unwrap()
+        .to_string();
+    let cortex_version = cortex.rsplit(':').next().unwrap().to_string();
+    let keda_tag = "2.20.2";
+
+    // The registry, on a free loopback port, with an access log.
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("registry.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("registry.log");
+    let registry = Command::new(&registry_bin)
+        .arg("serve")
+        .arg(&config)
+        // Its tracing would post to localhost:4318.
+        .env("OTEL_TRACES_EXPORTER", "none")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("the registry starts");
+    let mirror = format!("127.0.0.1:{port}");
+    // A node image the engine does not have under this name: it must come from the registry.
+    let node_ref = "example.invalid/kc/kind-node:v1.35.4".to_string();
+    let upstream_cortex = format!("quay.io/cortexproject/cortex:{cortex_version}");
+    let mut guard = RegistryTestGuard {
+        registry,
+        host: host.clone(),
+        tags: vec![node_ref.clone(), upstream_cortex.clone()],
+        stop_dockerd,
+    };
+    for t in guard.tags.clone() {
+        let _ = Command::new("docker")
+            .args(["rmi", "--", &t])
+            .env("DOCKER_HOST", &host)
+            .output();
+    }
+    let up = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            up.elapsed() < Duration::from_secs(30),
+            "the registry did not listen: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Serve the offline images under the paths the run will ask the mirror for.
+    let served = [
+        (node.clone(), node_ref.clone()),
+        (cortex.clone(), upstream_cortex.clone()),
+        (
+            format!("ghcr.io/kedacore/keda:{keda_tag}"),
+            format!("ghcr.io/kedacore/keda:{keda_tag}"),
+        ),
+        (
+            format!("ghcr.io/kedacore/keda-metrics-apiserver:{keda_tag}"),
+            format!("ghcr.io/kedacore/keda-metrics-apiserver:{keda_tag}"),
+        ),
+        (
+            format!("ghcr.io/kedacore/keda-admission-webhooks:{keda_tag}"),
+            format!("ghcr.io/kedacore/keda-admission-webhooks:{keda_tag}"),
+        ),
+    ];
+    for (local, upstream) in &served {
+        let at_mirror = format!("{mirror}/{upstream}");
+        docker(&host, &["tag", local, &at_mirror], 60);
+        docker(&host, &["push", "-q", &at_mirror], 900);
+        docker(&host, &["rmi", &at_mirror], 60);
+    }
+    let pushed = std::fs::read_to_string(&log_path).unwrap().len();
+
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "run",
+        "--provider",
+        "kind",
+        "--suite",
+        "suites/default/compactor-follows-tenant-backlog.yaml",
+        "--helm",
+        "3",
+        "--out",
+    ])
+    .arg(out.path())
+    .current_dir(root())
+    .env("NO_COLOR", "1")
+    .env("DOCKER_HOST", &host)
+    .env("KEDA_CONFORMANCE_CHART_IMAGES", "standin")
+    .env("KEDA_CONFORMANCE_KIND_IMAGES", "pull")
+    .env("KEDA_CONFORMANCE_IMAGE_MIRROR", &mirror)
+    .env("KEDA_CONFORMANCE_KIND_NODE_IMAGE", &node_ref);
+    let run = Command::new("timeout")
+        .arg("1800")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .current_dir(root())
+        .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .output()
+        .expect("harness runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(run.status.code(), Some(0), "{text}");
+    assert!(text.contains("images: pulled "), "{text}");
+    assert!(
+        text.contains(&format!("(node image {node_ref}, Kubernetes v1.35.4)")),
+        "{text}"
+    );
+    // The registry saw the engine ask for each manifest after the pushes (HEAD when the
+    // engine already holds the layers, GET otherwise).
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let asked = &log[pushed..];
+    for (_, upstream) in &served {
+        let (repo, tag) = upstream.rsplit_once(':').unwrap();
+        let uri = format!("/v2/{repo}/manifests/{tag}");
+        assert!(
+            asked
+                .lines()
+                .any(|l| l.contains(&format!("http.request.uri={uri} "))
+                    && (l.contains("http.request.method=GET")
+                        || l.contains("http.request.method=HEAD"))),
+            "the registry was not asked for {uri}:\n{asked}\n--- run:\n{text}"
+        );
+    }
+    guard.tags.push(format!("{mirror}/{node_ref}"));
+    drop(guard);
+}

@@ -20,7 +20,9 @@
 #                    the chart's image with scripts/kind/load-standin.sh)
 #   pushseries       scripts/kind/go/pushseries (remote write of one sample; host binary)
 # Every artefact carries a key (hash of its inputs); a warm run only checks keys.
-# Writes kind/keda.env (KEDA_VERSION, KEDA_MANIFEST, KEDA_IMAGES, STANDIN_IMAGE, PUSHSERIES).
+# Online (scripts/kind/pull.sh) the three KEDA images are pulled instead of built.
+# Writes kind/keda.env (KEDA_VERSION, KEDA_MANIFEST, KEDA_IMAGES, KEDA_PULLED, STANDIN_IMAGE,
+# PUSHSERIES).
 # Usage: scripts/kind/build-keda.sh   (build.sh runs it; standalone it needs build.sh's kubectl:
 #        KC_KUBECTL, else kind/build.env)
 # Exit codes: 0 built or cached, 2 a stage failed.
@@ -98,10 +100,41 @@ go_build() {
 rm -rf "$C"/go/keda-*.tmp.* "$C"/go/standin-*.tmp.* "$C"/go/pushseries-*.tmp.* \
   "$C"/go/.work-keda.* "$C"/go/.work-standin.* "$C"/go/.work-pushseries.* 2>/dev/null || true
 
+# ---------------------------------------------------------------- Docker engine
+stage docker
+started_docker=0
+if ! DOCKER_HOST=$("$here/dockerd.sh" env 2>/dev/null); then
+  DOCKER_HOST=$(timeout 900 "$here/dockerd.sh" start); started_docker=1
+fi
+export DOCKER_HOST
+work=$(mktemp -d "$C/.work-keda.XXXXXX")
+cleanup() {
+  local rc=$?
+  rm -rf "$work"
+  if [ "$started_docker" = 1 ]; then "$here/dockerd.sh" stop >/dev/null 2>&1 || true; fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+image_key() { docker image inspect --format "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null || true; }
+
+# ---------------------------------------------------------------- images to pull
+# Online KEDA's release images are pulled (scripts/kind/pull.sh); all three, or all built here.
+stage pull
+# shellcheck source=scripts/kind/pull.sh
+. "$here/pull.sh"
+KEDA_PULLED=""
+if kc_pull "$KEDA_OPERATOR_IMAGE" && kc_pull "$KEDA_ADAPTER_IMAGE" && kc_pull "$KEDA_WEBHOOKS_IMAGE"; then
+  KEDA_PULLED="$KEDA_OPERATOR_IMAGE $KEDA_ADAPTER_IMAGE $KEDA_WEBHOOKS_IMAGE"
+fi
+
+if [ -z "$KEDA_PULLED" ]; then
 stage go-keda
 keda_dir=$(go_build keda "$KEDA_VERSION" "$scripts/go/keda" "$KEDA_LDFLAGS" \
   "$KEDA_MODULE/cmd/operator=keda" "$KEDA_MODULE/cmd/adapter=keda-adapter" \
   "$KEDA_MODULE/cmd/webhooks=keda-admission-webhooks")
+fi
 stage go-standin
 standin_dir=$(go_build standin 1 "$here/go/standin" "-s -w" .=tempo-standin)
 stage go-pushseries
@@ -160,24 +193,6 @@ if [ ! -s "$KEDA_MANIFEST" ]; then
 fi
 log "KEDA manifest: $KEDA_MANIFEST ($(grep -c '^kind: ' "$KEDA_MANIFEST") objects)"
 
-# ---------------------------------------------------------------- Docker engine
-stage docker
-started_docker=0
-if ! DOCKER_HOST=$("$here/dockerd.sh" env 2>/dev/null); then
-  DOCKER_HOST=$(timeout 900 "$here/dockerd.sh" start); started_docker=1
-fi
-export DOCKER_HOST
-work=$(mktemp -d "$C/.work-keda.XXXXXX")
-cleanup() {
-  local rc=$?
-  rm -rf "$work"
-  if [ "$started_docker" = 1 ]; then "$here/dockerd.sh" stop >/dev/null 2>&1 || true; fi
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-image_key() { docker image inspect --format "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null || true; }
 
 # ---------------------------------------------------------------- images
 stage images
@@ -198,11 +213,13 @@ static_image() {
   rm -rf "$d"
 }
 img_key() { echo "$1|$(sed -n '/^static_image() {$/,/^}$/p' "$0" | hash)" | hash; }
-static_image "$KEDA_OPERATOR_IMAGE" "$(img_key "$keda_dir/keda")" 65532:65532 '["/keda"]' "$keda_dir/keda=keda"
-static_image "$KEDA_ADAPTER_IMAGE" "$(img_key "$keda_dir/keda-adapter")" 65532:65532 '["/keda-adapter"]' \
-  "$keda_dir/keda-adapter=keda-adapter"
-static_image "$KEDA_WEBHOOKS_IMAGE" "$(img_key "$keda_dir/keda-admission-webhooks")" 65532:65532 \
-  '["/keda-admission-webhooks"]' "$keda_dir/keda-admission-webhooks=keda-admission-webhooks"
+if [ -z "$KEDA_PULLED" ]; then
+  static_image "$KEDA_OPERATOR_IMAGE" "$(img_key "$keda_dir/keda")" 65532:65532 '["/keda"]' "$keda_dir/keda=keda"
+  static_image "$KEDA_ADAPTER_IMAGE" "$(img_key "$keda_dir/keda-adapter")" 65532:65532 '["/keda-adapter"]' \
+    "$keda_dir/keda-adapter=keda-adapter"
+  static_image "$KEDA_WEBHOOKS_IMAGE" "$(img_key "$keda_dir/keda-admission-webhooks")" 65532:65532 \
+    '["/keda-admission-webhooks"]' "$keda_dir/keda-admission-webhooks=keda-admission-webhooks"
+fi
 standin_key=$(img_key "$standin_dir")
 STANDIN_IMAGE=keda-conformance/tempo-standin:$standin_key
 # /tempo too: where the official image keeps its binary, for charts that set `command`.
@@ -219,7 +236,7 @@ timeout 300 docker image prune -f --filter "label=$LABEL" >/dev/null || true
 stage done
 { echo "KEDA_VERSION=$KEDA_VERSION"; echo "KEDA_MANIFEST=$KEDA_MANIFEST";
   echo "KEDA_IMAGES=\"$KEDA_OPERATOR_IMAGE $KEDA_ADAPTER_IMAGE $KEDA_WEBHOOKS_IMAGE\"";
-  echo "STANDIN_IMAGE=$STANDIN_IMAGE"; echo "PUSHSERIES=$push_dir/pushseries"; } >"$C/keda.env"
+  echo "KEDA_PULLED=\"$KEDA_PULLED\""; echo "STANDIN_IMAGE=$STANDIN_IMAGE"; echo "PUSHSERIES=$push_dir/pushseries"; } >"$C/keda.env"
 sizes=$(for i in "$KEDA_OPERATOR_IMAGE" "$KEDA_ADAPTER_IMAGE" "$KEDA_WEBHOOKS_IMAGE" "$STANDIN_IMAGE"; do
   docker image inspect --format '{{.Size}}' "$i" | awk -v n="${i##*/}" '{printf "%s %d MB, ", n, $1/1e6}'; done)
 log "ready in $(( $(date +%s) - t0 ))s: ${sizes%, }"

@@ -15,8 +15,13 @@
 #                             `ctr -n k8s.io images import`), keda-conformance/cortex:<v>
 #   KEDA + Tempo stand-in     scripts/kind/build-keda.sh (KEDA images and manifest, stand-in)
 # Every artefact carries a key (hash of its inputs); a warm run only checks keys.
+# Online (a registry answers) the node (kind's default kindest/node), Cortex
+# (quay.io/cortexproject/cortex) and KEDA's images are pulled instead, and only kind, kubectl,
+# KEDA's manifest and the stand-in are built (scripts/kind/pull.sh has the policy and mirror).
 # Usage: scripts/kind/build.sh            (prints the node image name on stdout)
-# Env: KC_NODE_IMAGE (keda-conformance/kind-node:v1.35.4), KC_DEBIAN_MIRROR (apt's mirror).
+# Env: KC_NODE_IMAGE (keda-conformance/kind-node:v1.35.4), KC_DEBIAN_MIRROR (apt's mirror),
+#      KEDA_CONFORMANCE_KIND_IMAGES, KEDA_CONFORMANCE_IMAGE_MIRROR, KEDA_CONFORMANCE_KIND_NODE_IMAGE
+#      (the node image to pull or use instead of kind's default).
 # Exit codes: 0 built or cached, 2 a stage failed (the message and the log tail say which).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -91,28 +96,6 @@ go_build() {
 }
 rm -rf "$C"/go/*.tmp.* "$C"/go/.work-* 2>/dev/null || true
 
-stage go-kind
-kind_dir=$(go_build kind "$KIND_VERSION" "$here/go/kind" "-s -w" "" sigs.k8s.io/kind=kind)
-stage go-kubernetes-node
-node_dir=$(go_build kubernetes-node "$K8S_VERSION" "$scripts/go/kubernetes" "$K8S_LDFLAGS" "" \
-  k8s.io/kubernetes/cmd/kubelet=kubelet k8s.io/kubernetes/cmd/kubeadm=kubeadm \
-  k8s.io/kubernetes/cmd/kubectl=kubectl k8s.io/kubernetes/cmd/kube-proxy=kube-proxy)
-stage go-control-plane+etcd+cortex
-cp_dir=$(timeout 3600 "$scripts/build-component.sh" kubernetes)
-etcd_dir=$(timeout 3600 "$scripts/build-component.sh" etcd)
-cortex_dir=$(timeout 3600 "$scripts/build-component.sh" cortex)
-stage go-coredns
-coredns_dir=$(go_build coredns "$COREDNS_VERSION" "$here/go/coredns" \
-  "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" "" github.com/coredns/coredns=coredns)
-stage go-local-path-provisioner
-lpp_dir=$(go_build local-path-provisioner "$LPP_VERSION" "$here/go/local-path-provisioner" \
-  "-s -w -X main.VERSION=$LPP_VERSION" "" github.com/rancher/local-path-provisioner=local-path-provisioner)
-stage go-pause
-pause_dir=$(go_build pause 3.10 "$here/go/pause" "-s -w" "" .=pause)
-kind_mod=$(cd "$C" && GOFLAGS= timeout 300 go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" | jq -r .Dir)
-kind_files=$kind_mod/images/base/files
-[ -f "$kind_files/usr/local/bin/entrypoint" ] || die "no images/base/files in the kind module at $kind_mod"
-
 # ---------------------------------------------------------------- Docker engine
 stage docker
 started_docker=0
@@ -134,6 +117,84 @@ mkdir -p "$work"
 
 image_key() { docker image inspect --format "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null || true; }
 
+# ---------------------------------------------------------------- images to pull
+# Online the node, the backend and KEDA come from their upstream images (scripts/kind/pull.sh:
+# KEDA_CONFORMANCE_KIND_IMAGES, KEDA_CONFORMANCE_IMAGE_MIRROR); what is not pulled is built.
+stage pull
+# shellcheck source=scripts/kind/pull.sh
+. "$here/pull.sh"
+kind_mod=$(cd "$C" && GOFLAGS= timeout 300 go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" | jq -r .Dir)
+kind_files=$kind_mod/images/base/files
+[ -f "$kind_files/usr/local/bin/entrypoint" ] || die "no images/base/files in the kind module at $kind_mod"
+# The node image kind $KIND_VERSION was released with (its default), unless the user names one.
+UPSTREAM_NODE_IMAGE=${KEDA_CONFORMANCE_KIND_NODE_IMAGE:-$(sed -n 's/^const Image = "\(.*\)"$/\1/p' "$kind_mod/pkg/apis/config/defaults/image.go")}
+[ -n "$UPSTREAM_NODE_IMAGE" ] || die "no default node image in the kind module at $kind_mod"
+kc_valid_ref "$UPSTREAM_NODE_IMAGE" || die "KEDA_CONFORMANCE_KIND_NODE_IMAGE=$UPSTREAM_NODE_IMAGE is not an image reference"
+UPSTREAM_CORTEX_IMAGE=quay.io/cortexproject/cortex:$CORTEX_VERSION
+node_pulled=0; cortex_pulled=0; pulled=()
+if [ -n "${KEDA_CONFORMANCE_KIND_NODE_IMAGE:-}" ] && [ "$KC_IMAGES_POLICY" != build ] \
+   && timeout 30 docker image inspect -- "$UPSTREAM_NODE_IMAGE" >/dev/null 2>&1; then
+  node_pulled=1; NODE_IMAGE=$UPSTREAM_NODE_IMAGE; log "node image $NODE_IMAGE: the engine has it"
+elif kc_pull "$UPSTREAM_NODE_IMAGE"; then
+  node_pulled=1; NODE_IMAGE=$(kc_pulled_name "$UPSTREAM_NODE_IMAGE"); pulled+=("$UPSTREAM_NODE_IMAGE")
+fi
+if kc_pull "$UPSTREAM_CORTEX_IMAGE"; then
+  cortex_pulled=1; CORTEX_IMAGE=$(kc_pulled_name "$UPSTREAM_CORTEX_IMAGE"); pulled+=("$UPSTREAM_CORTEX_IMAGE")
+fi
+
+stage go-kind
+kind_dir=$(go_build kind "$KIND_VERSION" "$here/go/kind" "-s -w" "" sigs.k8s.io/kind=kind)
+if [ "$node_pulled" = 1 ]; then
+  stage go-kubectl
+  kubectl_dir=$(go_build kubectl "$K8S_VERSION" "$scripts/go/kubernetes" "$K8S_LDFLAGS" "" k8s.io/kubernetes/cmd/kubectl=kubectl)
+  # The Kubernetes version the pulled node runs (kind reads the same file).
+  K8S_VERSION=$(timeout 120 docker run --rm --network none --entrypoint cat "$NODE_IMAGE" /kind/version 2>/dev/null) \
+    || die "the node image $NODE_IMAGE has no /kind/version: is it a kind node image?"
+  [[ $K8S_VERSION =~ ^v[0-9]+\.[0-9]+\.[0-9]+[A-Za-z0-9.+-]*$ ]] || die "the node image $NODE_IMAGE says version '$K8S_VERSION'"
+else
+stage go-kubernetes-node
+node_dir=$(go_build kubernetes-node "$K8S_VERSION" "$scripts/go/kubernetes" "$K8S_LDFLAGS" "" \
+  k8s.io/kubernetes/cmd/kubelet=kubelet k8s.io/kubernetes/cmd/kubeadm=kubeadm \
+  k8s.io/kubernetes/cmd/kubectl=kubectl k8s.io/kubernetes/cmd/kube-proxy=kube-proxy)
+kubectl_dir=$node_dir
+stage go-control-plane+etcd
+cp_dir=$(timeout 3600 "$scripts/build-component.sh" kubernetes)
+etcd_dir=$(timeout 3600 "$scripts/build-component.sh" etcd)
+stage go-coredns
+coredns_dir=$(go_build coredns "$COREDNS_VERSION" "$here/go/coredns" \
+  "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" "" github.com/coredns/coredns=coredns)
+stage go-local-path-provisioner
+lpp_dir=$(go_build local-path-provisioner "$LPP_VERSION" "$here/go/local-path-provisioner" \
+  "-s -w -X main.VERSION=$LPP_VERSION" "" github.com/rancher/local-path-provisioner=local-path-provisioner)
+stage go-pause
+pause_dir=$(go_build pause 3.10 "$here/go/pause" "-s -w" "" .=pause)
+fi
+if [ "$cortex_pulled" = 0 ]; then
+  stage go-cortex
+  cortex_dir=$(timeout 3600 "$scripts/build-component.sh" cortex)
+fi
+# mini_image NAME KEY ENTRYPOINT-JSON SRC=DEST...: a scratch image with static binaries,
+# /etc/passwd, /etc/group, CA certificates and /tmp.
+mini_image() {
+  local name=$1 key=$2 entry=$3; shift 3
+  [ "$(image_key "$name")" = "$key" ] && return 0
+  local d=$work/img; rm -rf "$d"; mkdir -p "$d/etc/ssl/certs" "$d/tmp" "$d/usr/local/bin" "$d/bin"
+  chmod 1777 "$d/tmp"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' >"$d/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$d/etc/group"
+  cp /etc/ssl/certs/ca-certificates.crt "$d/etc/ssl/certs/"
+  local spec
+  for spec in "$@"; do mkdir -p "$(dirname "$d/${spec#*=}")"; cp -P "${spec%%=*}" "$d/${spec#*=}"; done
+  tar -C "$d" --numeric-owner --owner=0 --group=0 -c . | timeout 600 docker import \
+    --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' --change "ENTRYPOINT $entry" \
+    --change "LABEL $LABEL=$key" - "$name" >/dev/null
+  rm -rf "$d"
+}
+bin_key() { echo "$1|${BASE_IMAGE:-}|$(sed -n '/^mini_image() {$/,/^}$/p' "$0" | hash)" | hash; }
+
+# Everything from here to the node image only when the node is not pulled (not re-indented:
+# the image keys hash the marked blocks).
+if [ "$node_pulled" = 0 ]; then
 # ---------------------------------------------------------------- Debian rootfs (debootstrap)
 stage rootfs
 mirror=${KC_DEBIAN_MIRROR:-$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
@@ -216,24 +277,6 @@ fi
 
 # ---------------------------------------------------------------- component images
 stage component-images
-# mini_image NAME KEY ENTRYPOINT-JSON SRC=DEST...: a scratch image with static binaries,
-# /etc/passwd, /etc/group, CA certificates and /tmp.
-mini_image() {
-  local name=$1 key=$2 entry=$3; shift 3
-  [ "$(image_key "$name")" = "$key" ] && return 0
-  local d=$work/img; rm -rf "$d"; mkdir -p "$d/etc/ssl/certs" "$d/tmp" "$d/usr/local/bin" "$d/bin"
-  chmod 1777 "$d/tmp"
-  printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' >"$d/etc/passwd"
-  printf 'root:x:0:\nnogroup:x:65534:\n' >"$d/etc/group"
-  cp /etc/ssl/certs/ca-certificates.crt "$d/etc/ssl/certs/"
-  local spec
-  for spec in "$@"; do mkdir -p "$(dirname "$d/${spec#*=}")"; cp -P "${spec%%=*}" "$d/${spec#*=}"; done
-  tar -C "$d" --numeric-owner --owner=0 --group=0 -c . | timeout 600 docker import \
-    --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' --change "ENTRYPOINT $entry" \
-    --change "LABEL $LABEL=$key" - "$name" >/dev/null
-  rm -rf "$d"
-}
-bin_key() { echo "$1|$BASE_IMAGE|$(sed -n '/^mini_image() {$/,/^}$/p' "$0" | hash)" | hash; }
 
 # The names kubeadm itself will ask for, plus the sandbox image kind's containerd config names.
 mapfile -t kubeadm_images < <(timeout 60 "$node_dir/kubeadm" config images list --kubernetes-version "$K8S_VERSION")
@@ -274,7 +317,6 @@ if [ "$(image_key "$HELPER_IMAGE")" != "$helper_key" ]; then
   mini_image "$HELPER_IMAGE" "$helper_key" '["/bin/sh"]' "${specs[@]}"
 fi
 preload+=("$HELPER_IMAGE")
-mini_image "$CORTEX_IMAGE" "$(bin_key "$cortex_dir")" '["/usr/local/bin/cortex"]' "$cortex_dir/cortex=usr/local/bin/cortex"
 
 # ---------------------------------------------------------------- node image
 stage node-image
@@ -414,22 +456,33 @@ EOF
   rm -rf "$d"
 # <<< node
 fi
+fi
+if [ "$cortex_pulled" = 0 ]; then
+  stage cortex-image
+  mini_image "$CORTEX_IMAGE" "$(bin_key "$cortex_dir")" '["/usr/local/bin/cortex"]' "$cortex_dir/cortex=usr/local/bin/cortex"
+fi
 stage keda
 # KEDA as pods (images under KEDA's release names, its rendered install manifest), the Tempo
 # stand-in image and the smoke tests' pushseries: scripts/kind/build-keda.sh.
-KC_KUBECTL=$node_dir/kubectl timeout 7200 "$here/build-keda.sh" || die "scripts/kind/build-keda.sh failed"
+KC_KUBECTL=$kubectl_dir/kubectl timeout 7200 "$here/build-keda.sh" || die "scripts/kind/build-keda.sh failed"
 stage prune
 # Superseded images of ours (older keys): untagged ones, then tags of earlier base images
 # (which the untagged ones may have been built on).
 timeout 300 docker image prune -f --filter "label=$LABEL" >/dev/null || true
-for ref in $(docker images --format '{{.Repository}}:{{.Tag}}' keda-conformance/kind-base); do
+# (Only when this run built the node: a pulled one leaves the offline base in the cache.)
+[ "$node_pulled" = 1 ] || for ref in $(docker images --format '{{.Repository}}:{{.Tag}}' keda-conformance/kind-base); do
   [ "$ref" = "$BASE_IMAGE" ] || timeout 120 docker rmi "$ref" >/dev/null 2>&1 || true
 done
 timeout 300 docker image prune -f --filter "label=$LABEL" >/dev/null || true
 stage done
 ln -sfn "$kind_dir/kind" "$C/kind"
-ln -sfn "$node_dir/kubectl" "$C/kubectl"
-{ echo "KIND=$kind_dir/kind"; echo "KUBECTL=$node_dir/kubectl"; echo "NODE_IMAGE=$NODE_IMAGE";
-  echo "CORTEX_IMAGE=$CORTEX_IMAGE"; echo "K8S_VERSION=$K8S_VERSION"; } >"$C/build.env"
+ln -sfn "$kubectl_dir/kubectl" "$C/kubectl"
+# NODE_CNI: kc (our node image: a static bridge, kc-routes for several nodes) or kind (an
+# upstream node image: kind's default CNI).
+node_cni=kind
+[ -z "$(image_key "$NODE_IMAGE")" ] || node_cni=kc
+{ echo "KIND=$kind_dir/kind"; echo "KUBECTL=$kubectl_dir/kubectl"; echo "NODE_IMAGE=$NODE_IMAGE";
+  echo "NODE_CNI=$node_cni"; echo "CORTEX_IMAGE=$CORTEX_IMAGE"; echo "K8S_VERSION=$K8S_VERSION";
+  echo "PULLED=\"${pulled[*]}\""; } >"$C/build.env"
 log "ready in $(( $(date +%s) - t0 ))s: $NODE_IMAGE ($(docker image inspect --format '{{.Size}}' "$NODE_IMAGE" | awk '{printf "%d MB", $1/1e6}')), $CORTEX_IMAGE, kind $KIND_VERSION (cache: $C, $(du -sh "$C" 2>/dev/null | cut -f1))"
 echo "$NODE_IMAGE"

@@ -32,7 +32,13 @@ pub fn plan(scenarios: &[Scenario], a: &RunArgs) -> Result<String, InputError> {
         match a.provider {
             ProviderKind::Kind => {
                 let _ = writeln!(out, "docker: use the engine that answers (DOCKER_HOST, /var/run/docker.sock), else start a private dockerd (own socket, data root, bridge; scripts/kind/dockerd.sh)");
-                let _ = writeln!(out, "images: scripts/kind/build.sh builds or checks the cached images (node image with Kubernetes {}, KEDA {} images, Cortex {}, the Tempo stand-in)", toolchain::KUBERNETES.version(), toolchain::KEDA.version(), toolchain::CORTEX.version());
+                let source = crate::provider::kind::images::ImageSource::from_env()?;
+                let how = match source {
+                    crate::provider::kind::images::ImageSource::Auto => "pulled when a registry answers (kind's default kindest/node, quay.io/cortexproject/cortex, KEDA's release images), else built here or checked in the cache",
+                    crate::provider::kind::images::ImageSource::Pull => "pulled (KEDA_CONFORMANCE_KIND_IMAGES=pull: a failed pull fails the run)",
+                    crate::provider::kind::images::ImageSource::Build => "built here or checked in the cache (KEDA_CONFORMANCE_KIND_IMAGES=build)",
+                };
+                let _ = writeln!(out, "images: scripts/kind/build.sh: node, backend and KEDA images {how}; built here: kind, kubectl, KEDA's manifest, the Tempo stand-in (offline node image: Kubernetes {}; KEDA {}; Cortex {})", toolchain::KUBERNETES.version(), toolchain::KEDA.version(), toolchain::CORTEX.version());
                 let nodes = super::commands::live_nodes(scenarios, a);
                 match &a.kind_config {
                     Some(path) => {
@@ -45,7 +51,7 @@ pub fn plan(scenarios: &[Scenario], a: &RunArgs) -> Result<String, InputError> {
                 }
                 let _ = writeln!(
                     out,
-                    "  HPA: sync period 5s, downscale stabilization 15s, tolerance 0.1"
+                    "  HPA: sync period 5s, downscale stabilization 15s, tolerance 0.1 (kubeadm patch; the timing used is read back from the controller manager's flags)"
                 );
                 let _ = writeln!(out, "KEDA {}: kind load its images, server-side apply its install manifest (operator, metrics API server, admission webhooks as pods); wait for the three Deployments Ready and the APIService v1beta1.external.metrics.k8s.io Available", toolchain::KEDA.version());
             }

@@ -50,6 +50,24 @@ pub struct KindConfig {
     pub nodes: u32,
 }
 
+impl KindConfig {
+    /// The configuration text for a node image whose pod network is `cni`: as it is for our
+    /// node image; with kind's default CNI back on for an upstream one (which brings kindnet).
+    ///
+    /// # Errors
+    /// When the (already checked) text no longer parses.
+    pub fn for_cni(&self, cni: super::images::NodeCni) -> Result<String, String> {
+        if cni == super::images::NodeCni::Ours {
+            return Ok(self.text.clone());
+        }
+        let mut doc: Value = serde_yaml_ng::from_str(&self.text).map_err(|e| e.to_string())?;
+        if let Some(Value::Mapping(net)) = doc.get_mut("networking") {
+            net.insert("disableDefaultCNI".into(), Value::Bool(false));
+        }
+        serde_yaml_ng::to_string(&doc).map_err(|e| e.to_string())
+    }
+}
+
 /// Our configuration for `nodes` nodes: the control plane plus `nodes - 1` workers.
 pub fn for_nodes(nodes: u32) -> KindConfig {
     let nodes = nodes.max(1);
@@ -232,6 +250,23 @@ mod tests {
         let path = dir.path().join("kind.yaml");
         std::fs::write(&path, text).unwrap();
         from_file(&path)
+    }
+
+    #[test]
+    fn an_upstream_node_image_keeps_kinds_cni() {
+        use super::super::images::NodeCni;
+        let c = for_nodes(3);
+        assert_eq!(c.for_cni(NodeCni::Ours).unwrap(), c.text);
+        let upstream: Value =
+            serde_yaml_ng::from_str(&c.for_cni(NodeCni::KindDefault).unwrap()).unwrap();
+        assert_eq!(
+            upstream["networking"]["disableDefaultCNI"],
+            Value::Bool(false)
+        );
+        assert_eq!(upstream["nodes"].as_sequence().unwrap().len(), 3);
+        assert!(upstream["kubeadmConfigPatches"]
+            .as_sequence()
+            .is_some_and(|p| !p.is_empty()));
     }
 
     #[test]

@@ -1,7 +1,11 @@
-//! The images and tools a kind cluster of ours runs from. Offline (no registry answers, the
-//! case on this machine) they are built here by `scripts/kind/build.sh` from Debian packages
-//! and Go modules, cached in the harness cache keyed by their inputs (a warm check takes about
-//! a second), and described by the `kind/build.env` and `kind/keda.env` files it writes.
+//! The images and tools a kind cluster of ours runs from, made ready by `scripts/kind/build.sh`
+//! and described by the `kind/build.env` and `kind/keda.env` files it writes. Online (a
+//! registry answers) the node (kind's default `kindest/node`), the backend
+//! (`quay.io/cortexproject/cortex`) and KEDA's release images are pulled, through a mirror
+//! when one is named ([`ImageSource`]); offline (the case on this machine) they are built from
+//! Debian packages and Go modules, cached in the harness cache keyed by their inputs (a warm
+//! check takes about a second). kind, kubectl, KEDA's manifest and the stand-in are always
+//! built (small).
 
 use super::engine::DockerEngine;
 use crate::error::InputError;
@@ -23,6 +27,8 @@ pub struct KindImages {
     pub kubectl: PathBuf,
     /// The node image.
     pub node_image: String,
+    /// The pod network that node image brings.
+    pub node_cni: NodeCni,
     /// The Kubernetes version the node runs.
     pub kubernetes_version: String,
     /// The Mimir-API backend's image (Cortex).
@@ -35,6 +41,98 @@ pub struct KindImages {
     pub keda_images: Vec<String>,
     /// The stand-in for the chart's own (Tempo) containers.
     pub standin_image: String,
+    /// The upstream references that were pulled (the rest was built here).
+    pub pulled: Vec<String>,
+}
+
+/// The pod network a node image brings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeCni {
+    /// Our node image: a static one-node bridge; several nodes need kc-routes
+    /// (`kind-config/kc-routes.yaml`) and kind's default CNI off.
+    Ours,
+    /// An upstream node image: kind installs its default CNI (kindnet).
+    KindDefault,
+}
+
+/// Where the node, backend and KEDA images come from (`KEDA_CONFORMANCE_KIND_IMAGES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageSource {
+    /// Pulled when a registry answers, else built here (the default).
+    Auto,
+    /// Pulled; a pull that fails fails the run.
+    Pull,
+    /// Built here from Debian packages and Go modules; never pulled.
+    Build,
+}
+
+impl ImageSource {
+    /// The source `KEDA_CONFORMANCE_KIND_IMAGES` names, after checking
+    /// `KEDA_CONFORMANCE_IMAGE_MIRROR` and `KEDA_CONFORMANCE_KIND_NODE_IMAGE` (the pipeline
+    /// script passes them to `docker pull`).
+    ///
+    /// # Errors
+    /// An [`InputError`] (exit 2) naming the variable and the values it takes.
+    pub fn from_env() -> Result<Self, InputError> {
+        let source = match std::env::var("KEDA_CONFORMANCE_KIND_IMAGES").as_deref() {
+            Err(_) | Ok("") | Ok("auto") => Self::Auto,
+            Ok("pull") => Self::Pull,
+            Ok("build") => Self::Build,
+            Ok(other) => {
+                return Err(InputError::in_environment(
+                    "KEDA_CONFORMANCE_KIND_IMAGES",
+                    format!("{other:?} is not a source for the node, backend and KEDA images"),
+                    "set it to auto (default), pull or build",
+                ))
+            }
+        };
+        if let Ok(mirror) = std::env::var("KEDA_CONFORMANCE_IMAGE_MIRROR") {
+            if !mirror.is_empty() && !valid_mirror(&mirror) {
+                return Err(InputError::in_environment(
+                    "KEDA_CONFORMANCE_IMAGE_MIRROR",
+                    format!("{mirror:?} is not a registry mirror"),
+                    "set it to host[:port][/path], e.g. mirror.example.com/proxy",
+                ));
+            }
+        }
+        if let Ok(node) = std::env::var("KEDA_CONFORMANCE_KIND_NODE_IMAGE") {
+            if !node.is_empty() {
+                validate_image_ref(&node).map_err(|_| {
+                    InputError::in_environment(
+                        "KEDA_CONFORMANCE_KIND_NODE_IMAGE",
+                        format!("{node:?} is not an image reference"),
+                        "name a kind node image, e.g. kindest/node:v1.35.0@sha256:<digest>",
+                    )
+                })?;
+            }
+        }
+        Ok(source)
+    }
+}
+
+/// `host[:port][/path]`: what `KEDA_CONFORMANCE_IMAGE_MIRROR` may hold.
+fn valid_mirror(m: &str) -> bool {
+    let m = m.strip_suffix('/').unwrap_or(m);
+    let (host_port, path) = m.split_once('/').unwrap_or((m, ""));
+    let (host, port) = host_port.split_once(':').unwrap_or((host_port, "1"));
+    let host_ok = host
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    let port_ok = !port.is_empty() && port.len() <= 5 && port.chars().all(|c| c.is_ascii_digit());
+    let path_ok = path.is_empty()
+        || path.split('/').all(|seg| {
+            seg.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+        });
+    host_ok && port_ok && path_ok
 }
 
 impl KindImages {
@@ -44,6 +142,7 @@ impl KindImages {
     /// # Errors
     /// [`EnvError::Input`] naming the failed stage and the log.
     pub async fn ensure(engine: &DockerEngine, log: &Path) -> Result<Self, EnvError> {
+        ImageSource::from_env()?;
         let script = engine.scripts().join("build.sh");
         engine
             .tool(&script)
@@ -79,6 +178,10 @@ impl KindImages {
             kind: get(&build, "build.env", "KIND")?.into(),
             kubectl: get(&build, "build.env", "KUBECTL")?.into(),
             node_image: get(&build, "build.env", "NODE_IMAGE")?,
+            node_cni: match build.get("NODE_CNI").map(String::as_str) {
+                Some("kind") => NodeCni::KindDefault,
+                _ => NodeCni::Ours,
+            },
             kubernetes_version: get(&build, "build.env", "K8S_VERSION")?,
             cortex_image: get(&build, "build.env", "CORTEX_IMAGE")?,
             keda_version: get(&keda, "keda.env", "KEDA_VERSION")?,
@@ -88,6 +191,12 @@ impl KindImages {
                 .map(str::to_string)
                 .collect(),
             standin_image: get(&keda, "keda.env", "STANDIN_IMAGE")?,
+            pulled: [build.get("PULLED"), keda.get("KEDA_PULLED")]
+                .into_iter()
+                .flatten()
+                .flat_map(|v| v.split_whitespace())
+                .map(str::to_string)
+                .collect(),
         })
     }
 }
@@ -204,17 +313,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("build.env"),
-            "KIND=/k/kind\nKUBECTL=/k/kubectl\nNODE_IMAGE=n:1\nCORTEX_IMAGE=c:1\nK8S_VERSION=v1.35.4\n",
+            "KIND=/k/kind\nKUBECTL=/k/kubectl\nNODE_IMAGE=n:1\nNODE_CNI=kind\nCORTEX_IMAGE=c:1\nK8S_VERSION=v1.37.0\nPULLED=\"kindest/node:v1.37.0 q/c:1\"\n",
         )
         .unwrap();
         std::fs::write(
             dir.path().join("keda.env"),
-            "KEDA_VERSION=v2.20.2\nKEDA_MANIFEST=/k/keda.yaml\nKEDA_IMAGES=\"a:1 b:1\"\nSTANDIN_IMAGE=s:1\n",
+            "KEDA_VERSION=v2.20.2\nKEDA_MANIFEST=/k/keda.yaml\nKEDA_IMAGES=\"a:1 b:1\"\nKEDA_PULLED=\"\"\nSTANDIN_IMAGE=s:1\n",
         )
         .unwrap();
         let images = KindImages::read(dir.path()).unwrap();
         assert_eq!(images.keda_images, vec!["a:1", "b:1"]);
         assert_eq!(images.node_image, "n:1");
+        assert_eq!(images.node_cni, NodeCni::KindDefault);
+        assert_eq!(images.pulled, vec!["kindest/node:v1.37.0", "q/c:1"]);
         std::fs::write(dir.path().join("keda.env"), "KEDA_VERSION=v2\n").unwrap();
         let err = KindImages::read(dir.path()).unwrap_err().to_string();
         assert!(err.contains("KEDA_MANIFEST"), "{err}");
@@ -233,6 +344,18 @@ mod tests {
         assert!(!registry_unreachable(
             "Error response from daemon: manifest for grafana/tempo:0.0.0 not found: manifest unknown"
         ));
+    }
+
+    #[test]
+    fn mirrors_are_checked() {
+        assert!(valid_mirror("127.0.0.1:5000"));
+        assert!(valid_mirror("mirror.example.com/proxy/"));
+        assert!(valid_mirror("harbor.example.com:8443/dockerhub-proxy"));
+        assert!(!valid_mirror("--insecure"));
+        assert!(!valid_mirror("host:port"));
+        assert!(!valid_mirror("host/Upper"));
+        assert!(!valid_mirror("host/a b"));
+        assert!(!valid_mirror(""));
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub struct KindEnvironment {
     preparing: tokio::sync::Mutex<()>,
     /// A pull of this run found no registry (no further pull is tried).
     registry_unreachable: AtomicBool,
+    /// The HPA timing the cluster's controller manager runs with (read after creation).
+    hpa: crate::stack::HpaTiming,
     /// Holds the kubeconfig, the cluster config and the backends' state.
     temp: crate::cleanup::TempDir,
 }
@@ -120,7 +122,7 @@ impl KindEnvironment {
         })?;
         let build_log = logs.join(format!("build-{}.log", std::process::id()));
         progress(&format!(
-            "images: checking the kind image cache (a cold build takes about 25 minutes on 2 cores; log {})",
+            "images: node, backend and KEDA pulled when a registry answers, else built or checked in the cache (a cold build takes about 25 minutes on 2 cores; log {})",
             build_log.display()
         ));
         let images = match KindImages::ensure(&engine, &build_log).await {
@@ -132,6 +134,11 @@ impl KindEnvironment {
         };
         let _ = std::fs::remove_file(&build_log);
         startup.push(("kind images".to_string(), t.elapsed()));
+        if images.pulled.is_empty() {
+            progress("images: node, backend and KEDA built here (no registry pull)");
+        } else {
+            progress(&format!("images: pulled {}", images.pulled.join(", ")));
+        }
         let temp = crate::cleanup::TempDir::new("keda-conformance-kind.").map_err(|e| {
             env_error(
                 format!("cannot create a temporary directory: {e}"),
@@ -152,6 +159,7 @@ impl KindEnvironment {
             loaded: Mutex::new(BTreeSet::new()),
             preparing: tokio::sync::Mutex::new(()),
             registry_unreachable: AtomicBool::new(false),
+            hpa: crate::stack::HpaTiming::default(),
             temp,
         };
         // From here on an interrupt, an error or a drop removes the cluster.
@@ -178,8 +186,10 @@ impl KindEnvironment {
         let t = Instant::now();
         let config = self.temp.path().join("kind-config.yaml");
         let nodes = cluster_config.nodes;
-        std::fs::write(&config, &cluster_config.text)
-            .map_err(|e| cluster_error("cannot write its config", &e))?;
+        let text = cluster_config
+            .for_cni(self.images.node_cni)
+            .map_err(|e| cluster_error("its config", &e))?;
+        std::fs::write(&config, text).map_err(|e| cluster_error("cannot write its config", &e))?;
         progress(&format!(
             "cluster: kind create cluster {} with {nodes} node(s) (node image {}, Kubernetes {})",
             self.cluster, self.images.node_image, self.images.kubernetes_version
@@ -222,11 +232,24 @@ impl KindEnvironment {
             .map_err(|e| cluster_error("no client", &e))?;
         if nodes > 1 {
             let t = Instant::now();
-            readiness::pod_network(&self.kubectl(), self.temp.path(), &client, nodes)
-                .await
-                .map_err(|e| cluster_error("the pod network of several nodes", &e))?;
+            readiness::pod_network(
+                &self.kubectl(),
+                self.temp.path(),
+                &client,
+                nodes,
+                self.images.node_cni,
+            )
+            .await
+            .map_err(|e| cluster_error("the pod network of several nodes", &e))?;
             startup.push(("pod network (several nodes)".to_string(), t.elapsed()));
         }
+        self.hpa = readiness::observed_hpa_timing(&client)
+            .await
+            .map_err(|e| cluster_error("the controller manager's HPA timing", &e))?;
+        progress(&format!(
+            "HPA timing of the controller manager: sync {:?}, downscale stabilization {:?}, tolerance {}",
+            self.hpa.sync_period, self.hpa.downscale_stabilization, self.hpa.tolerance
+        ));
         let t = Instant::now();
         progress(&format!(
             "KEDA {}: server-side apply of {} (operator, metrics API server, admission webhooks as pods)",
@@ -335,8 +358,8 @@ impl Environment for KindEnvironment {
     }
 
     fn hpa(&self) -> crate::stack::HpaTiming {
-        // kind-config/single-node.yaml sets the controller manager's HPA flags to these.
-        crate::stack::HpaTiming::default()
+        // As the controller manager runs (kind-config/single-node.yaml patches the flags).
+        self.hpa
     }
 
     fn keda_logs(&self, lines: usize) -> (String, String) {

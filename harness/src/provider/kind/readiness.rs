@@ -2,6 +2,7 @@
 //! reach this host), the pod network of several nodes, and KEDA Ready as pods.
 
 use super::config::POD_ROUTES;
+use super::images::NodeCni;
 use super::tool::Tool;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -69,21 +70,25 @@ pub(super) async fn wait_keda_ready(
     Err(format!("not within {}s: {last}", timeout.as_secs()))
 }
 
-/// Several nodes: applies the pod network (kc-routes), lets the control plane take pods,
-/// and waits until every node is Ready with its pod network in place. `dir` holds the
-/// manifest while kubectl reads it.
+/// Several nodes: applies the pod network of our node image (kc-routes) when `cni` says so,
+/// lets the control plane take pods, and waits until every node is Ready with its pod network
+/// in place. `dir` holds the manifest while kubectl reads it.
 pub(super) async fn pod_network(
     kubectl: &Tool,
     dir: &Path,
     client: &kube::Client,
     nodes: u32,
+    cni: NodeCni,
 ) -> Result<(), String> {
-    let routes = dir.join("kc-routes.yaml");
-    std::fs::write(&routes, POD_ROUTES).map_err(|e| e.to_string())?;
-    let routes = routes.to_string_lossy().into_owned();
-    apply(kubectl, &["apply", "-f", &routes], Duration::from_secs(120))
-        .await
-        .map_err(|e| e.to_string())?;
+    let with_routes = cni == NodeCni::Ours;
+    if with_routes {
+        let routes = dir.join("kc-routes.yaml");
+        std::fs::write(&routes, POD_ROUTES).map_err(|e| e.to_string())?;
+        let routes = routes.to_string_lossy().into_owned();
+        apply(kubectl, &["apply", "-f", &routes], Duration::from_secs(120))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     let _ = kubectl
         .run(
             &[
@@ -127,6 +132,9 @@ pub(super) async fn pod_network(
             .and_then(|d| d.status)
             .map(|s| s.number_ready)
             .unwrap_or(0) as u32;
+        if ready_nodes >= nodes && !with_routes {
+            return Ok(());
+        }
         if ready_nodes >= nodes && routes_ready >= nodes {
             // Pods sandboxed before the pod network existed (cluster DNS, the storage
             // provisioner) hold addresses of the image's one-node network: recreate them.
@@ -174,5 +182,88 @@ pub(super) async fn apply(
             Err(_) if attempt < 5 => tokio::time::sleep(Duration::from_secs(3)).await,
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// The HPA timing the cluster's controller manager runs with, read from the flags of its
+/// static pod (kubeadm's `component=kube-controller-manager` label); a flag it does not set
+/// has Kubernetes' default (sync 15 s, downscale stabilization 5 min, tolerance 0.1).
+pub(super) async fn observed_hpa_timing(
+    client: &kube::Client,
+) -> Result<crate::stack::HpaTiming, String> {
+    use k8s_openapi::api::core::v1::Pod;
+    let api: kube::Api<Pod> = kube::Api::namespaced(client.clone(), "kube-system");
+    let list = api
+        .list(&kube::api::ListParams::default().labels("component=kube-controller-manager"))
+        .await
+        .map_err(|e| format!("listing the controller manager's pods: {e}"))?;
+    let pod = list
+        .items
+        .first()
+        .ok_or("no pod labelled component=kube-controller-manager in kube-system")?;
+    let args: Vec<String> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .flat_map(|c| c.command.iter().flatten().chain(c.args.iter().flatten()))
+        .cloned()
+        .collect();
+    hpa_timing_from_flags(&args)
+}
+
+/// The HPA timing the controller manager's command line sets (Kubernetes' defaults for the
+/// flags it lacks).
+fn hpa_timing_from_flags(args: &[String]) -> Result<crate::stack::HpaTiming, String> {
+    let flag = |name: &str| {
+        let prefix = format!("--{name}=");
+        args.iter().rev().find_map(|a| a.strip_prefix(&prefix))
+    };
+    let duration = |name: &str, default: Duration| match flag(name) {
+        None => Ok(default),
+        Some(v) => crate::keda::goparse::parse_go_duration(v)
+            .map_err(|_| format!("--{name}={v} is not a duration")),
+    };
+    Ok(crate::stack::HpaTiming {
+        sync_period: duration(
+            "horizontal-pod-autoscaler-sync-period",
+            Duration::from_secs(15),
+        )?,
+        downscale_stabilization: duration(
+            "horizontal-pod-autoscaler-downscale-stabilization",
+            Duration::from_secs(300),
+        )?,
+        tolerance: match flag("horizontal-pod-autoscaler-tolerance") {
+            None => 0.1,
+            Some(v) => v.parse().map_err(|_| {
+                format!("--horizontal-pod-autoscaler-tolerance={v} is not a number")
+            })?,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hpa_timing_is_read_from_the_flags() {
+        let args: Vec<String> = [
+            "kube-controller-manager",
+            "--horizontal-pod-autoscaler-sync-period=5s",
+            "--horizontal-pod-autoscaler-downscale-stabilization=1m30s",
+            "--horizontal-pod-autoscaler-tolerance=0.05",
+        ]
+        .map(String::from)
+        .to_vec();
+        let t = hpa_timing_from_flags(&args).unwrap();
+        assert_eq!(t.sync_period, Duration::from_secs(5));
+        assert_eq!(t.downscale_stabilization, Duration::from_secs(90));
+        assert_eq!(t.tolerance, 0.05);
+        let defaults = hpa_timing_from_flags(&["kube-controller-manager".into()]).unwrap();
+        assert_eq!(defaults.sync_period, Duration::from_secs(15));
+        assert_eq!(defaults.downscale_stabilization, Duration::from_secs(300));
+        assert_eq!(defaults.tolerance, 0.1);
+        let bad = hpa_timing_from_flags(&["--horizontal-pod-autoscaler-sync-period=soon".into()]);
+        assert!(bad.unwrap_err().contains("sync-period=soon"));
     }
 }

@@ -67,14 +67,15 @@ fn leftovers_of(pid: u32) -> Vec<String> {
 /// chart's images are played by the stand-in (`KEDA_CONFORMANCE_CHART_IMAGES=standin`), so a
 /// host where a registry answers runs the same containers as one where none does.
 fn spawn(args: &[&str], out: &Path) -> (std::process::Child, mpsc::Receiver<String>) {
-    spawn_with(args, out, "standin")
+    spawn_with(args, out, &[("KEDA_CONFORMANCE_CHART_IMAGES", "standin")])
 }
 
-/// [`spawn`] with the chart-image policy `chart_images` (`auto`, `pull`, `standin`).
+/// [`spawn`] with the environment `env` added (e.g. the chart-image policy
+/// `KEDA_CONFORMANCE_CHART_IMAGES`: `auto`, `pull`, `standin`).
 fn spawn_with(
     args: &[&str],
     out: &Path,
-    chart_images: &str,
+    env: &[(&str, &str)],
 ) -> (std::process::Child, mpsc::Receiver<String>) {
     let mut child = Command::new(BIN)
         .args(args)
@@ -82,7 +83,7 @@ fn spawn_with(
         .arg(out)
         .current_dir(root())
         .env("NO_COLOR", "1")
-        .env("KEDA_CONFORMANCE_CHART_IMAGES", chart_images)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -207,7 +208,7 @@ fn replicas_that_never_become_ready_are_reported_not_ready_by_two_runs_at_once()
             spawn_with(
                 &["run", "--provider", "kind", "--suite", "suites/real-pods"],
                 out.path(),
-                "auto",
+                &[("KEDA_CONFORMANCE_CHART_IMAGES", "auto")],
             )
         })
         .collect();
@@ -295,6 +296,25 @@ fn an_interrupted_kind_run_removes_its_cluster_and_exits_130() {
     );
 }
 
+/// Runs `bash <script> args...` of this repository with `env` (at most `limit` seconds),
+/// asserts it succeeded and returns its trimmed stdout.
+fn script(path: &str, args: &[&str], env: &[(&str, &str)], limit: u64) -> String {
+    let out = Command::new("timeout")
+        .arg(limit.to_string())
+        .arg("bash")
+        .arg(root().join(path))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "{path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// Runs `docker args...` against `host` (60 s at most, 900 s for a push); its stdout.
 fn docker(host: &str, args: &[&str], limit: u64) -> String {
     let out = Command::new("timeout")
@@ -316,7 +336,7 @@ fn docker(host: &str, args: &[&str], limit: u64) -> String {
 /// the engine, a private dockerd it started; then the image cache is described again as the
 /// offline pipeline makes it.
 struct RegistryTestGuard {
-    registry: std::process::Child,
+    registry: Option<std::process::Child>,
     host: String,
     tags: Vec<String>,
     stop_dockerd: bool,
@@ -324,8 +344,10 @@ struct RegistryTestGuard {
 
 impl Drop for RegistryTestGuard {
     fn drop(&mut self) {
-        let _ = self.registry.kill();
-        let _ = self.registry.wait();
+        if let Some(r) = self.registry.as_mut() {
+            let _ = r.kill();
+            let _ = r.wait();
+        }
         for t in &self.tags {
             let _ = Command::new("timeout")
                 .args(["60", "docker", "rmi", "--", t])
@@ -353,44 +375,24 @@ fn node_backend_and_keda_images_pulled_from_a_registry_run_the_scenario() {
     // KEDA_CONFORMANCE_IMAGE_MIRROR. It serves the images the offline pipeline built, under
     // the upstream paths; the run must pull the node, Cortex and KEDA's three images from it
     // (KEDA_CONFORMANCE_KIND_IMAGES=pull: a missing one fails the run) and pass.
-    let build = |script: &str| {
-        let out = Command::new("timeout")
-            .args(["3600", "bash"])
-            .arg(root().join(script))
-            .env("KEDA_CONFORMANCE_KIND_IMAGES", "build")
-            .output()
-            .expect("bash runs");
-        assert!(
-            out.status.success(),
-            "{script}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    let registry_bin = build("scripts/kind/build-registry.sh");
+    let offline = [("KEDA_CONFORMANCE_KIND_IMAGES", "build")];
+    let registry_bin = script("scripts/kind/build-registry.sh", &[], &[], 1800);
     // The engine: the one that answers, else the private dockerd (started here, stopped by
     // the guard); the offline images in it.
     let (host, stop_dockerd) = match docker_host() {
         Some(h) => (h, false),
-        None => {
-            let out = Command::new("timeout")
-                .args(["900", "bash"])
-                .arg(root().join("scripts/kind/dockerd.sh"))
-                .arg("start")
-                .output()
-                .expect("dockerd.sh runs");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            (
-                String::from_utf8_lossy(&out.stdout).trim().to_string(),
-                true,
-            )
-        }
+        None => (
+            script("scripts/kind/dockerd.sh", &["start"], &[], 900),
+            true,
+        ),
     };
-    let node = build("scripts/kind/build.sh");
+    let mut guard = RegistryTestGuard {
+        registry: None,
+        host: host.clone(),
+        tags: Vec::new(),
+        stop_dockerd,
+    };
+    let node = script("scripts/kind/build.sh", &[], &offline, 3600);
     let env = std::fs::read_to_string(
         std::env::var("KEDA_CONFORMANCE_CACHE")
             .map(PathBuf::from)
@@ -425,25 +427,22 @@ fn node_backend_and_keda_images_pulled_from_a_registry_run_the_scenario() {
     )
     .unwrap();
     let log_path = dir.path().join("registry.log");
-    let registry = Command::new(&registry_bin)
-        .arg("serve")
-        .arg(&config)
-        // Its tracing would post to localhost:4318.
-        .env("OTEL_TRACES_EXPORTER", "none")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .expect("the registry starts");
+    guard.registry = Some(
+        Command::new(&registry_bin)
+            .arg("serve")
+            .arg(&config)
+            // Its tracing would post to localhost:4318.
+            .env("OTEL_TRACES_EXPORTER", "none")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .expect("the registry starts"),
+    );
     let mirror = format!("127.0.0.1:{port}");
     // A node image the engine does not have under this name: it must come from the registry.
     let node_ref = "example.invalid/kc/kind-node:v1.35.4".to_string();
     let upstream_cortex = format!("quay.io/cortexproject/cortex:{cortex_version}");
-    let mut guard = RegistryTestGuard {
-        registry,
-        host: host.clone(),
-        tags: vec![node_ref.clone(), upstream_cortex.clone()],
-        stop_dockerd,
-    };
+    guard.tags = vec![node_ref.clone(), upstream_cortex.clone()];
     for t in guard.tags.clone() {
         let _ = Command::new("docker")
             .args(["rmi", "--", &t])
@@ -460,22 +459,19 @@ fn node_backend_and_keda_images_pulled_from_a_registry_run_the_scenario() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // Serve the offline images under the paths the run will ask the mirror for.
-    let served = [
+    // KEDA's offline images already carry the upstream names.
+    let served: Vec<(String, String)> = [
         (node.clone(), node_ref.clone()),
         (cortex.clone(), upstream_cortex.clone()),
-        (
-            format!("ghcr.io/kedacore/keda:{keda_tag}"),
-            format!("ghcr.io/kedacore/keda:{keda_tag}"),
-        ),
-        (
-            format!("ghcr.io/kedacore/keda-metrics-apiserver:{keda_tag}"),
-            format!("ghcr.io/kedacore/keda-metrics-apiserver:{keda_tag}"),
-        ),
-        (
-            format!("ghcr.io/kedacore/keda-admission-webhooks:{keda_tag}"),
-            format!("ghcr.io/kedacore/keda-admission-webhooks:{keda_tag}"),
-        ),
-    ];
+    ]
+    .into_iter()
+    .chain(
+        ["keda", "keda-metrics-apiserver", "keda-admission-webhooks"].map(|name| {
+            let r = format!("ghcr.io/kedacore/{name}:{keda_tag}");
+            (r.clone(), r)
+        }),
+    )
+    .collect();
     for (local, upstream) in &served {
         let at_mirror = format!("{mirror}/{upstream}");
         docker(&host, &["tag", local, &at_mirror], 60);
@@ -485,39 +481,28 @@ fn node_backend_and_keda_images_pulled_from_a_registry_run_the_scenario() {
     let pushed = std::fs::read_to_string(&log_path).unwrap().len();
 
     let out = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "run",
-        "--provider",
-        "kind",
-        "--suite",
-        "suites/default/compactor-follows-tenant-backlog.yaml",
-        "--helm",
-        "3",
-        "--out",
-    ])
-    .arg(out.path())
-    .current_dir(root())
-    .env("NO_COLOR", "1")
-    .env("DOCKER_HOST", &host)
-    .env("KEDA_CONFORMANCE_CHART_IMAGES", "standin")
-    .env("KEDA_CONFORMANCE_KIND_IMAGES", "pull")
-    .env("KEDA_CONFORMANCE_IMAGE_MIRROR", &mirror)
-    .env("KEDA_CONFORMANCE_KIND_NODE_IMAGE", &node_ref);
-    let run = Command::new("timeout")
-        .arg("1800")
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .current_dir(root())
-        .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
-        .output()
-        .expect("harness runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
+    let (child, rx) = spawn_with(
+        &[
+            "run",
+            "--provider",
+            "kind",
+            "--suite",
+            "suites/default/compactor-follows-tenant-backlog.yaml",
+            "--helm",
+            "3",
+        ],
+        out.path(),
+        &[
+            ("DOCKER_HOST", &host),
+            ("KEDA_CONFORMANCE_CHART_IMAGES", "standin"),
+            ("KEDA_CONFORMANCE_KIND_IMAGES", "pull"),
+            ("KEDA_CONFORMANCE_IMAGE_MIRROR", &mirror),
+            ("KEDA_CONFORMANCE_KIND_NODE_IMAGE", &node_ref),
+        ],
     );
-    assert_eq!(run.status.code(), Some(0), "{text}");
+    let (code, lines) = finish(child, &rx, Duration::from_secs(30 * 60));
+    let text = lines.join("\n");
+    assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("images: pulled "), "{text}");
     assert!(
         text.contains(&format!("(node image {node_ref}, Kubernetes v1.35.4)")),

@@ -437,6 +437,63 @@ fn verdict_word(v: Verdict) -> (&'static str, &'static str) {
     }
 }
 
+/// The summary table for the terminal; `provider` is where the live rows ran.
+fn text_table(rows: &[Row], provider: &str, tally: &str, all: bool) -> String {
+    let width = rows.iter().map(|r| r.check.len()).max().unwrap_or(5).max(5);
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "{:<width$} {:<4} {:<8} {:<7} detail",
+        "check", "helm", "provider", "verdict"
+    );
+    for r in rows {
+        let _ = writeln!(
+            text,
+            "{:<width$} {:<4} {:<8} {:<7} {}",
+            r.check,
+            r.helm.number(),
+            provider,
+            verdict_word(r.verdict).0,
+            r.detail
+        );
+    }
+    let _ = writeln!(
+        text,
+        "qualification: {} ({tally})",
+        if all { "PASS" } else { "FAIL" }
+    );
+    text
+}
+
+/// The summary table as Markdown (details redacted before `|` is escaped).
+fn markdown_table(
+    rows: &[Row],
+    provider: &str,
+    tally: &str,
+    all: bool,
+    redactor: &crate::redact::Redactor,
+) -> String {
+    let mut md =
+        String::from("| check | Helm | provider | verdict | detail |\n|---|---|---|---|---|\n");
+    for r in rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {provider} | {} | {} |",
+            r.check,
+            r.helm.number(),
+            verdict_word(r.verdict).1,
+            // Redacted before it is escaped, so an escaped secret cannot slip through.
+            redactor.apply(&r.detail).replace('|', "\\|")
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n**Qualification: {}** ({tally})",
+        if all { "pass" } else { "FAIL" }
+    );
+    md
+}
+
 /// Prints the table, writes Markdown and JUnit, and returns whether the release qualifies: no
 /// row failed (not-applicable rows do not count against the release).
 fn summarise(
@@ -452,49 +509,11 @@ fn summarise(
         counts(Verdict::Fail),
         counts(Verdict::NotApplicable)
     );
-    let width = rows.iter().map(|r| r.check.len()).max().unwrap_or(5).max(5);
-    let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "{:<width$} {:<4} {:<8} {:<7} detail",
-        "check", "helm", "provider", "verdict"
-    );
-    for r in rows {
-        let _ = writeln!(
-            text,
-            "{:<width$} {:<4} {:<8} {:<7} {}",
-            r.check,
-            r.helm.number(),
-            "local",
-            verdict_word(r.verdict).0,
-            r.detail
-        );
-    }
-    let _ = writeln!(
-        text,
-        "qualification: {} ({tally})",
-        if all { "PASS" } else { "FAIL" }
-    );
+    let provider = a.provider.as_str();
+    let text = text_table(rows, provider, &tally, all);
     print!("{}", crate::report::terminal_safe(&redactor.apply(&text)));
     if let Some(path) = &a.markdown {
-        let mut md =
-            String::from("| check | Helm | provider | verdict | detail |\n|---|---|---|---|---|\n");
-        for r in rows {
-            let _ = writeln!(
-                md,
-                "| {} | {} | local | {} | {} |",
-                r.check,
-                r.helm.number(),
-                verdict_word(r.verdict).1,
-                // Redacted before it is escaped, so an escaped secret cannot slip through.
-                redactor.apply(&r.detail).replace('|', "\\|")
-            );
-        }
-        let _ = writeln!(
-            md,
-            "\n**Qualification: {}** ({tally})",
-            if all { "pass" } else { "FAIL" }
-        );
+        let md = markdown_table(rows, provider, &tally, all, redactor);
         std::fs::write(path, redactor.apply(&md)).map_err(|e| {
             InputError::in_flag(
                 "--markdown",
@@ -567,6 +586,25 @@ mod tests {
             manifests: crate::keda::manifest::split(rendered).unwrap_or_default(),
             helm_time: Default::default(),
         }
+    }
+
+    #[test]
+    fn the_table_names_the_provider_the_rows_ran_on() {
+        let rows = [Row::new("live scaling", HelmMajor::V4, true, "held".into())];
+        let text = text_table(&rows, "kind", "1 passed", true);
+        assert!(text.lines().nth(1).unwrap().contains(" kind "), "{text}");
+        assert!(!text.contains("local"), "{text}");
+        let md = markdown_table(
+            &rows,
+            "kind",
+            "1 passed",
+            true,
+            &crate::redact::Redactor::default(),
+        );
+        assert!(
+            md.contains("| live scaling | 4 | kind | pass | held |"),
+            "{md}"
+        );
     }
 
     #[test]

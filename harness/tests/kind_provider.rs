@@ -16,6 +16,17 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_keda-conformance");
 
+/// One scenario of the default suite on kind, Helm 3: the shortest run that scales.
+const COMPACTOR_ON_KIND: &[&str] = &[
+    "run",
+    "--provider",
+    "kind",
+    "--suite",
+    "suites/default/compactor-follows-tenant-backlog.yaml",
+    "--helm",
+    "3",
+];
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -240,18 +251,7 @@ fn replicas_that_never_become_ready_are_reported_not_ready_by_two_runs_at_once()
 #[test]
 fn an_interrupted_kind_run_removes_its_cluster_and_exits_130() {
     let out = tempfile::tempdir().unwrap();
-    let (child, rx) = spawn(
-        &[
-            "run",
-            "--provider",
-            "kind",
-            "--suite",
-            "suites/default/compactor-follows-tenant-backlog.yaml",
-            "--helm",
-            "3",
-        ],
-        out.path(),
-    );
+    let (child, rx) = spawn(COMPACTOR_ON_KIND, out.path());
     let pid = child.id();
     // Interrupt once the scenario runs on the cluster (its install step has started).
     let deadline = Instant::now() + Duration::from_secs(20 * 60);
@@ -482,15 +482,7 @@ fn node_backend_and_keda_images_pulled_from_a_registry_run_the_scenario() {
 
     let out = tempfile::tempdir().unwrap();
     let (child, rx) = spawn_with(
-        &[
-            "run",
-            "--provider",
-            "kind",
-            "--suite",
-            "suites/default/compactor-follows-tenant-backlog.yaml",
-            "--helm",
-            "3",
-        ],
+        COMPACTOR_ON_KIND,
         out.path(),
         &[
             ("DOCKER_HOST", &host),

@@ -8,7 +8,8 @@
 //! summary's table says pass, the outputs name the results. A change that makes the values
 //! send another tenant fails: exit 1, one `::error` annotation on the values file's header
 //! line (outside the `::stop-commands::` region, so the runner acts on it), and the summary
-//! names the failing check. One Helm major, so each case is one live qualify.
+//! names the failing check. One Helm major, so each case is one live qualify. The harmless
+//! change also runs with `provider: kind` (real pods), and the summary names that provider.
 
 use keda_conformance::stack::process::pids_referencing;
 use nix::sys::signal::{killpg, Signal};
@@ -206,9 +207,10 @@ impl Run {
     }
 }
 
-/// Runs `scripts/action/qualify.sh` as the action's qualify step does, in its own process
-/// group (killed after TIMEOUT: first SIGINT, which stops the live stack, then SIGKILL).
-fn run_action(sandbox: &Path) -> Run {
+/// Runs `scripts/action/qualify.sh` as the action's qualify step does with the `provider`
+/// input, in its own process group (killed after TIMEOUT: first SIGINT, which stops the live
+/// stack, then SIGKILL).
+fn run_action(sandbox: &Path, provider: &str) -> Run {
     let runner_temp = sandbox.join("runner");
     let tmp = sandbox.join("tmp");
     for d in [&runner_temp, &tmp] {
@@ -237,7 +239,7 @@ fn run_action(sandbox: &Path) -> Run {
         .env("ACTION_CONFIG", "")
         .env("ACTION_BASE_REF", "")
         .env("ACTION_HELM", HELM)
-        .env("ACTION_PROVIDER", "local")
+        .env("ACTION_PROVIDER", provider)
         .env("ACTION_SOURCE", root())
         .env("KEDA_CONFORMANCE_BIN", BIN)
         .env("TMPDIR", &tmp)
@@ -337,6 +339,17 @@ fn assert_results(run: &Run, sandbox: &Path) {
 
 #[test]
 fn a_harmless_change_passes_with_a_summary_and_outputs() {
+    a_harmless_change_passes_on("local");
+}
+
+/// The same pull request with `provider: kind`: real pods in Docker (the engine that answers,
+/// else the private dockerd the harness starts), and the summary says where it ran.
+#[test]
+fn a_harmless_change_passes_on_kind_with_real_pods() {
+    a_harmless_change_passes_on("kind");
+}
+
+fn a_harmless_change_passes_on(provider: &str) {
     let sandbox = tempfile::tempdir().expect("tempdir");
     let s = sandbox.path();
     let base = chart_repo(s);
@@ -347,7 +360,7 @@ fn a_harmless_change_passes_with_a_summary_and_outputs() {
         "version: 1.48.1",
     );
     commit_pr(s, "app: 1.48.1");
-    let run = run_action(s);
+    let run = run_action(s, provider);
     assert_eq!(run.code, Some(0), "{}", run.context());
     assert_eq!(run.output("exit-code"), Some("0"), "{}", run.context());
     assert!(
@@ -359,10 +372,10 @@ fn a_harmless_change_passes_with_a_summary_and_outputs() {
         "## keda-conformance: `charts/app` passes".to_string(),
         format!("upgrade from `charts/app` at `main` ({base})"),
         format!("| `{VALUES}` | {HELM} | pass | pass |"),
-        format!("| render tempo-distributed 1.48.1 | {HELM} | local | pass |"),
-        format!("| live scaling | {HELM} | local | pass |"),
-        format!("| upgrade from tempo-distributed 1.48.0 | {HELM} | local | pass |"),
-        format!("| keda-suite/sends-tenant-a | {HELM} | local | pass |"),
+        format!("| render tempo-distributed 1.48.1 | {HELM} | {provider} | pass |"),
+        format!("| live scaling | {HELM} | {provider} | pass |"),
+        format!("| upgrade from tempo-distributed 1.48.0 | {HELM} | {provider} | pass |"),
+        format!("| keda-suite/sends-tenant-a | {HELM} | {provider} | pass |"),
         "| `trigger.expected-header` | pass |".to_string(),
     ] {
         assert!(
@@ -415,7 +428,7 @@ fn a_change_that_sends_another_tenant_fails_on_the_values_line() {
         + 1;
     assert_ne!(header_line, base_line);
 
-    let run = run_action(s);
+    let run = run_action(s, "local");
     assert_eq!(run.code, Some(1), "{}", run.context());
     assert_eq!(run.output("exit-code"), Some("1"), "{}", run.context());
     // One annotation: render's, on the header's line. qualify passes (it checks the headers

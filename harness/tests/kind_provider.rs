@@ -359,7 +359,16 @@ impl Drop for RegistryTestGuard {
             .arg(root().join("scripts/kind/build.sh"))
             .env("KEDA_CONFORMANCE_KIND_IMAGES", "build")
             .output();
-        if self.stop_dockerd {
+        // Stopped only when nothing runs in it: `dockerd.sh stop` removes every container, and
+        // a run that started meanwhile may be using the engine this test started.
+        let idle = || {
+            Command::new("timeout")
+                .args(["60", "docker", "ps", "-q"])
+                .env("DOCKER_HOST", &self.host)
+                .output()
+                .is_ok_and(|o| o.status.success() && o.stdout.is_empty())
+        };
+        if self.stop_dockerd && idle() {
             let _ = Command::new("bash")
                 .arg(root().join("scripts/kind/dockerd.sh"))
                 .arg("stop")

@@ -132,6 +132,9 @@ UPSTREAM_NODE_IMAGE=${KEDA_CONFORMANCE_KIND_NODE_IMAGE:-$(sed -n 's/^const Image
 kc_valid_ref "$UPSTREAM_NODE_IMAGE" || die "KEDA_CONFORMANCE_KIND_NODE_IMAGE=$UPSTREAM_NODE_IMAGE is not an image reference"
 UPSTREAM_CORTEX_IMAGE=quay.io/cortexproject/cortex:$CORTEX_VERSION
 node_pulled=0; cortex_pulled=0; pulled=()
+if [ "$KC_IMAGES_POLICY" = build ] && [ -n "${KEDA_CONFORMANCE_KIND_NODE_IMAGE:-}" ]; then
+  log "KEDA_CONFORMANCE_KIND_NODE_IMAGE is not used with KEDA_CONFORMANCE_KIND_IMAGES=build: the node image is built here"
+fi
 if [ -n "${KEDA_CONFORMANCE_KIND_NODE_IMAGE:-}" ] && [ "$KC_IMAGES_POLICY" != build ] \
    && timeout 30 docker image inspect -- "$UPSTREAM_NODE_IMAGE" >/dev/null 2>&1; then
   node_pulled=1; NODE_IMAGE=$UPSTREAM_NODE_IMAGE; log "node image $NODE_IMAGE: the engine has it"

@@ -296,40 +296,39 @@ fn an_interrupted_kind_run_removes_its_cluster_and_exits_130() {
     );
 }
 
-/// Runs `bash <script> args...` of this repository with `env` (at most `limit` seconds),
-/// asserts it succeeded and returns its trimmed stdout.
-fn script(path: &str, args: &[&str], env: &[(&str, &str)], limit: u64) -> String {
+/// Runs `cmd` under `timeout limit`, asserts it succeeded (else shows `what` and its stderr)
+/// and returns its stdout.
+fn succeed(cmd: &mut Command, what: &str, limit: u64) -> String {
     let out = Command::new("timeout")
         .arg(limit.to_string())
-        .arg("bash")
-        .arg(root().join(path))
-        .args(args)
-        .envs(env.iter().copied())
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
         .output()
-        .expect("bash runs");
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         out.status.success(),
-        "{path}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Runs `docker args...` against `host` (60 s at most, 900 s for a push); its stdout.
-fn docker(host: &str, args: &[&str], limit: u64) -> String {
-    let out = Command::new("timeout")
-        .arg(limit.to_string())
-        .arg("docker")
-        .args(args)
-        .env("DOCKER_HOST", host)
-        .output()
-        .expect("docker runs");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
+        "{what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `bash <script> args...` of this repository with `env` (at most `limit` seconds),
+/// asserts it succeeded and returns its trimmed stdout.
+fn script(path: &str, args: &[&str], env: &[(&str, &str)], limit: u64) -> String {
+    let mut cmd = Command::new("bash");
+    cmd.arg(root().join(path))
+        .args(args)
+        .envs(env.iter().copied());
+    succeed(&mut cmd, path, limit).trim().to_string()
+}
+
+/// Runs `docker args...` against `host` (at most `limit` seconds); its stdout.
+fn docker(host: &str, args: &[&str], limit: u64) -> String {
+    let mut cmd = Command::new("docker");
+    cmd.args(args).env("DOCKER_HOST", host);
+    succeed(&mut cmd, &format!("docker {args:?}"), limit)
 }
 
 /// What the registry test leaves to undo: the registry process, upstream names it tagged in

@@ -13,7 +13,8 @@ fn root() -> PathBuf {
 
 /// Runs `body` in bash after sourcing pull.sh (with the pipeline's `log` and `die`), with
 /// `env` set and a `docker` on PATH that appends its arguments to `calls` and fails its pulls
-/// with `pull_error` when that is not empty. Returns (exit code, stdout, stderr, docker calls).
+/// with `pull_error` when that is not empty (exit `STUB_PULL_RC`, default 1). Returns (exit
+/// code, stdout, stderr, docker calls).
 fn run(env: &[(&str, &str)], pull_error: &str, body: &str) -> (i32, String, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let calls = dir.path().join("calls");
@@ -21,7 +22,7 @@ fn run(env: &[(&str, &str)], pull_error: &str, body: &str) -> (i32, String, Stri
     std::fs::write(
         &docker,
         format!(
-            "#!/usr/bin/env bash\necho \"$*\" >>{calls}\nif [ \"$1\" = pull ] && [ -n {err} ]; then echo {err} >&2; exit 1; fi\nexit 0\n",
+            "#!/usr/bin/env bash\necho \"$*\" >>{calls}\nif [ \"$1\" = pull ] && [ -n {err} ]; then echo {err} >&2; exit \"${{STUB_PULL_RC:-1}}\"; fi\nexit 0\n",
             calls = calls.display(),
             err = shell_quote(pull_error),
         ),
@@ -132,6 +133,19 @@ fn auto_builds_and_stops_pulling_once_no_registry_answers() {
         err.contains("not pulled: ghcr.io/kedacore/keda:2.20.2 ("),
         "{err}"
     );
+}
+
+#[test]
+fn a_pull_that_times_out_counts_as_no_registry() {
+    // `timeout` ends the pull with 124 and a message that names no network error.
+    let (code, out, err, calls) = run(
+        &[("STUB_PULL_RC", "124")],
+        "pulling fs layer",
+        "kc_pull ghcr.io/kedacore/keda:2.20.2 || echo build-a; kc_pull quay.io/cortexproject/cortex:v1.21.1 || echo build-b",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["build-a", "build-b"]);
+    assert_eq!(calls.lines().count(), 1, "{calls}");
 }
 
 #[test]

@@ -44,7 +44,9 @@ kc_pull() {
   kc_valid_ref "$ref" || die "not an image reference: $ref"
   src=$ref
   [ -z "$KC_IMAGE_MIRROR" ] || src=$(kc_mirror_ref "$ref")
-  if out=$(timeout 900 docker pull -q -- "$src" 2>&1); then
+  local rc=0
+  out=$(timeout 900 docker pull -q -- "$src" 2>&1) || rc=$?
+  if [ "$rc" = 0 ]; then
     if [ "$src" != "$ref" ]; then
       timeout 60 docker tag "$src" "$(kc_pulled_name "$ref")" || die "docker tag $src failed"
       # The mirror's name goes; the image stays under the upstream one.
@@ -53,8 +55,10 @@ kc_pull() {
     log "pulled $ref${KC_IMAGE_MIRROR:+ (from $src)}"
     return 0
   fi
+  # A pull that outlives its 15 minutes counts as no registry, as for the chart's images.
+  [ "$rc" != 124 ] || out="$out (timed out)"
   case "$out" in
-    *"no such host"*|*"dial tcp"*|*"i/o timeout"*|*"connection refused"*|*"network is unreachable"*|*"name resolution"*|*"TLS handshake timeout"*)
+    *"no such host"*|*"dial tcp"*|*"i/o timeout"*|*"connection refused"*|*"network is unreachable"*|*"name resolution"*|*"TLS handshake timeout"*|*"timed out"*)
       export KC_REGISTRY_UNREACHABLE=1 ;;
   esac
   [ "$KC_IMAGES_POLICY" != pull ] \

@@ -32,11 +32,11 @@ pub fn plan(scenarios: &[Scenario], a: &RunArgs) -> Result<String, InputError> {
         match a.provider {
             ProviderKind::Kind => {
                 let _ = writeln!(out, "docker: use the engine that answers (DOCKER_HOST, /var/run/docker.sock), else start a private dockerd (own socket, data root, bridge; scripts/kind/dockerd.sh)");
-                let source = crate::provider::kind::images::ImageSource::from_env()?;
-                let how = match source {
-                    crate::provider::kind::images::ImageSource::Auto => "pulled when a registry answers (kind's default kindest/node, quay.io/cortexproject/cortex, KEDA's release images), else built here or checked in the cache",
-                    crate::provider::kind::images::ImageSource::Pull => "pulled (KEDA_CONFORMANCE_KIND_IMAGES=pull: a failed pull fails the run)",
-                    crate::provider::kind::images::ImageSource::Build => "built here or checked in the cache (KEDA_CONFORMANCE_KIND_IMAGES=build)",
+                use crate::provider::kind::images::ImageSource;
+                let how = match ImageSource::from_env()? {
+                    ImageSource::Auto => "pulled when a registry answers (kind's default kindest/node, quay.io/cortexproject/cortex, KEDA's release images), else built here or checked in the cache",
+                    ImageSource::Pull => "pulled (KEDA_CONFORMANCE_KIND_IMAGES=pull: a failed pull fails the run)",
+                    ImageSource::Build => "built here or checked in the cache (KEDA_CONFORMANCE_KIND_IMAGES=build)",
                 };
                 let _ = writeln!(out, "images: scripts/kind/build.sh: node, backend and KEDA images {how}; built here: kind, kubectl, KEDA's manifest, the Tempo stand-in (offline node image: Kubernetes {}; KEDA {}; Cortex {})", toolchain::KUBERNETES.version(), toolchain::KEDA.version(), toolchain::CORTEX.version());
                 let nodes = super::commands::live_nodes(scenarios, a);

@@ -243,7 +243,7 @@ impl KindEnvironment {
             .map_err(|e| cluster_error("the pod network of several nodes", &e))?;
             startup.push(("pod network (several nodes)".to_string(), t.elapsed()));
         }
-        self.hpa = readiness::observed_hpa_timing(&client)
+        self.hpa = readiness::observed_hpa_timing(&client, Duration::from_secs(120))
             .await
             .map_err(|e| cluster_error("the controller manager's HPA timing", &e))?;
         progress(&format!(

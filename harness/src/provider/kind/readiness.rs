@@ -124,44 +124,54 @@ pub(super) async fn pod_network(
                     .count() as u32
             })
             .unwrap_or(0);
-        let routes_ready = ds
-            .get_opt("kc-routes")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|d| d.status)
-            .map(|s| s.number_ready)
-            .unwrap_or(0) as u32;
-        if ready_nodes >= nodes && !with_routes {
-            return Ok(());
-        }
+        // kind's own CNI needs nothing of ours; kc-routes must run on every node.
+        let routes_ready = if with_routes {
+            ds.get_opt("kc-routes")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|d| d.status)
+                .map(|s| s.number_ready)
+                .unwrap_or(0) as u32
+        } else {
+            nodes
+        };
         if ready_nodes >= nodes && routes_ready >= nodes {
-            // Pods sandboxed before the pod network existed (cluster DNS, the storage
-            // provisioner) hold addresses of the image's one-node network: recreate them.
-            for args in [
+            // Pods sandboxed before kc-routes existed (cluster DNS, the storage provisioner)
+            // hold addresses of the image's one-node network: recreate them.
+            let stale: &[&[&str]] = if with_routes {
                 &[
-                    "delete",
-                    "pods",
-                    "-n",
-                    "kube-system",
-                    "-l",
-                    "k8s-app=kube-dns",
-                    "--wait=false",
-                ][..],
-                &[
-                    "delete",
-                    "pods",
-                    "-n",
-                    "local-path-storage",
-                    "--all",
-                    "--wait=false",
-                ][..],
-            ] {
+                    &[
+                        "delete",
+                        "pods",
+                        "-n",
+                        "kube-system",
+                        "-l",
+                        "k8s-app=kube-dns",
+                        "--wait=false",
+                    ],
+                    &[
+                        "delete",
+                        "pods",
+                        "-n",
+                        "local-path-storage",
+                        "--all",
+                        "--wait=false",
+                    ],
+                ]
+            } else {
+                &[]
+            };
+            for args in stale {
                 let _ = kubectl.run(args, Duration::from_secs(60)).await;
             }
             return Ok(());
         }
-        last = format!("{ready_nodes}/{nodes} nodes Ready, kc-routes Ready on {routes_ready}");
+        last = if with_routes {
+            format!("{ready_nodes}/{nodes} nodes Ready, kc-routes Ready on {routes_ready}")
+        } else {
+            format!("{ready_nodes}/{nodes} nodes Ready (kind's CNI)")
+        };
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     Err(format!("not within 300s: {last}"))
@@ -187,28 +197,41 @@ pub(super) async fn apply(
 
 /// The HPA timing the cluster's controller manager runs with, read from the flags of its
 /// static pod (kubeadm's `component=kube-controller-manager` label); a flag it does not set
-/// has Kubernetes' default (sync 15 s, downscale stabilization 5 min, tolerance 0.1).
+/// has Kubernetes' default (sync 15 s, downscale stabilization 5 min, tolerance 0.1). The
+/// pod's mirror in the API appears shortly after `kind create --wait 0s`: it is awaited up to
+/// `timeout`, and the error says what the last look saw.
 pub(super) async fn observed_hpa_timing(
     client: &kube::Client,
+    timeout: Duration,
 ) -> Result<crate::stack::HpaTiming, String> {
     use k8s_openapi::api::core::v1::Pod;
     let api: kube::Api<Pod> = kube::Api::namespaced(client.clone(), "kube-system");
-    let list = api
-        .list(&kube::api::ListParams::default().labels("component=kube-controller-manager"))
-        .await
-        .map_err(|e| format!("listing the controller manager's pods: {e}"))?;
-    let pod = list
-        .items
-        .first()
-        .ok_or("no pod labelled component=kube-controller-manager in kube-system")?;
-    let args: Vec<String> = pod
-        .spec
-        .iter()
-        .flat_map(|s| s.containers.iter())
-        .flat_map(|c| c.command.iter().flatten().chain(c.args.iter().flatten()))
-        .cloned()
-        .collect();
-    hpa_timing_from_flags(&args)
+    let params = kube::api::ListParams::default().labels("component=kube-controller-manager");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match api.list(&params).await {
+            Ok(list) => match list.items.first() {
+                Some(pod) => {
+                    let args: Vec<String> = pod
+                        .spec
+                        .iter()
+                        .flat_map(|s| s.containers.iter())
+                        .flat_map(|c| c.command.iter().flatten().chain(c.args.iter().flatten()))
+                        .cloned()
+                        .collect();
+                    return hpa_timing_from_flags(&args);
+                }
+                None => {
+                    "no pod labelled component=kube-controller-manager in kube-system".to_string()
+                }
+            },
+            Err(e) => format!("listing the controller manager's pods: {e}"),
+        };
+        if Instant::now() >= deadline {
+            return Err(format!("not within {}s: {last}", timeout.as_secs()));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// The HPA timing the controller manager's command line sets (Kubernetes' defaults for the

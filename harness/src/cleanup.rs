@@ -193,6 +193,33 @@ pub fn gc_temp_dirs(root: &Path) -> Vec<PathBuf> {
     removed
 }
 
+/// Where small, short-lived working copies go when the user has not chosen a temporary
+/// directory (`TMPDIR` unset): `/dev/shm` when it is a writable memory-backed directory.
+/// Creating and removing a chart's copy there takes a third of the time it takes on a disk
+/// filesystem, and a render pays both. `None` means the system temporary directory; callers
+/// fall back to it when a copy does not fit.
+pub fn memory_scratch_root() -> Option<PathBuf> {
+    if std::env::var_os("TMPDIR").is_some() {
+        return None;
+    }
+    shm()
+}
+
+/// `/dev/shm`, when it is a directory this process may write to.
+fn shm() -> Option<PathBuf> {
+    let shm = Path::new("/dev/shm");
+    let meta = std::fs::metadata(shm).ok()?;
+    (meta.is_dir() && !meta.permissions().readonly()).then(|| shm.to_path_buf())
+}
+
+/// Every root a [`TempDir`] may be created in: the system temporary directory and `/dev/shm`
+/// (see [`memory_scratch_root`]); what `cluster gc` sweeps, whatever `TMPDIR` says now.
+pub fn temp_roots() -> Vec<PathBuf> {
+    let mut roots = vec![std::env::temp_dir()];
+    roots.extend(shm().filter(|s| !roots.contains(s)));
+    roots
+}
+
 /// A temporary directory removed on drop and on interrupt.
 #[derive(Debug)]
 pub struct TempDir {
@@ -209,6 +236,22 @@ impl TempDir {
         let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
         let path = dir.keep();
         // Who owns it, so `cluster gc` can remove it if this process is killed outright.
+        std::fs::write(path.join(OWNER_FILE), std::process::id().to_string())?;
+        TEMP_DIRS
+            .lock()
+            .map_err(|_| std::io::Error::other("cleanup registry poisoned"))?
+            .insert(path.clone());
+        Ok(Self { path })
+    }
+
+    /// Like [`TempDir::new`], but in `root` (see [`memory_scratch_root`]).
+    ///
+    /// # Errors
+    /// When the directory cannot be created.
+    pub fn new_in(root: &Path, prefix: &str) -> std::io::Result<Self> {
+        install_interrupt_handler();
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(root)?;
+        let path = dir.keep();
         std::fs::write(path.join(OWNER_FILE), std::process::id().to_string())?;
         TEMP_DIRS
             .lock()

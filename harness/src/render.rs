@@ -127,21 +127,29 @@ pub fn render(opts: &RenderOptions) -> Result<RenderReport, InputError> {
         .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
         .collect();
     let started = Instant::now();
-    let result = helm.template(&TemplateRequest {
-        chart_dir: &chart.dir,
-        release: &opts.release,
-        namespace: &opts.namespace,
-        values_files: &values_files,
-        sets: &opts.sets,
-        capabilities: &opts.capabilities,
+    // The templates' capability gates are read while Helm runs: a render waits for Helm anyway.
+    let (result, helm_time, gated_api_versions) = std::thread::scope(|scope| {
+        let gated = scope.spawn(|| crate::chart::capabilities::gated_api_versions(&chart.dir));
+        let result = helm.template(&TemplateRequest {
+            chart_dir: &chart.dir,
+            release: &opts.release,
+            namespace: &opts.namespace,
+            values_files: &values_files,
+            sets: &opts.sets,
+            capabilities: &opts.capabilities,
+        });
+        let helm_time = started.elapsed();
+        let gated = gated
+            .join()
+            .unwrap_or_else(|_| crate::chart::capabilities::gated_api_versions(&chart.dir));
+        (result, helm_time, gated)
     });
-    let helm_time = started.elapsed();
     let mut report = RenderReport {
         chart: format!("{} {}", chart.name, chart.version),
         helm: opts.helm.label(),
         release: opts.release.clone(),
         capabilities: opts.capabilities.clone(),
-        gated_api_versions: crate::chart::capabilities::gated_api_versions(&chart.dir),
+        gated_api_versions,
         namespace: opts.namespace.clone(),
         verdict: RenderVerdict::default(),
         rendered: String::new(),

@@ -426,3 +426,49 @@ fn github_format_annotates_the_values_line_and_writes_the_step_summary() {
         "{md}"
     );
 }
+
+/// Directories named `keda-conformance-*` in `root` whose owner file names `pid`.
+fn temp_dirs_owned_by(root: &Path, pid: u32) -> Vec<PathBuf> {
+    std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("keda-conformance-"))
+                && std::fs::read_to_string(p.join(".keda-conformance-owner"))
+                    .is_ok_and(|o| o.trim() == pid.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn without_tmpdir_the_working_copy_in_memory_or_on_disk_is_removed() {
+    // TMPDIR unset: the chart's working copy goes to /dev/shm when there is one.
+    let child = Command::new(env!("CARGO_BIN_EXE_keda-conformance"))
+        .args([
+            "render",
+            "--chart",
+            "fixtures/charts/compactor-1x",
+            "-f",
+            "fixtures/values/compactor-tenant-a.yaml",
+        ])
+        .current_dir(root())
+        .env_remove("TMPDIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let pid = child.id();
+    let o = child.wait_with_output().expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for root in [Path::new("/dev/shm"), &std::env::temp_dir()] {
+        let left = temp_dirs_owned_by(root, pid);
+        assert!(
+            left.is_empty(),
+            "left behind in {}: {left:?}",
+            root.display()
+        );
+    }
+}

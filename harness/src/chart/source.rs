@@ -188,14 +188,8 @@ pub fn prepare(path: &Path, version: Option<&str>) -> Result<PreparedChart, Inpu
     } else {
         let t = match temp.take() {
             Some(t) => t,
-            None => {
-                let t = TempDir::new("keda-conformance-chart-").map_err(|e| {
-                    not_a_chart(path, format!("cannot create a temporary copy: {e}"))
-                })?;
-                copy_dir(&chart_dir, &t.path().join(&name))
-                    .map_err(|e| not_a_chart(path, format!("cannot copy the chart: {e}")))?;
-                t
-            }
+            None => working_copy(&chart_dir, &name)
+                .map_err(|e| not_a_chart(path, format!("cannot make a temporary copy: {e}")))?,
         };
         let dir = if chart_dir.starts_with(t.path()) {
             chart_dir
@@ -217,6 +211,23 @@ pub fn prepare(path: &Path, version: Option<&str>) -> Result<PreparedChart, Inpu
         stubbed_dependencies: missing,
         _temp: temp,
     })
+}
+
+/// A private copy of `chart_dir` as `<temp>/<name>`: in memory when the system has a
+/// memory-backed scratch directory (a render creates and removes it), on disk when that is
+/// missing or the copy does not fit there.
+fn working_copy(chart_dir: &Path, name: &str) -> std::io::Result<TempDir> {
+    const PREFIX: &str = "keda-conformance-chart-";
+    if let Some(root) = crate::cleanup::memory_scratch_root() {
+        if let Ok(t) = TempDir::new_in(&root, PREFIX) {
+            if copy_dir(chart_dir, &t.path().join(name)).is_ok() {
+                return Ok(t);
+            }
+        }
+    }
+    let t = TempDir::new(PREFIX)?;
+    copy_dir(chart_dir, &t.path().join(name))?;
+    Ok(t)
 }
 
 fn dependency_present(chart_dir: &Path, name: &str) -> bool {

@@ -360,8 +360,10 @@ fn down(name: Option<&str>) -> Result<i32, InputError> {
 }
 
 fn gc() -> Result<i32, InputError> {
-    for dir in crate::cleanup::gc_temp_dirs(&std::env::temp_dir()) {
-        eprintln!("removed orphaned temporary directory {}", dir.display());
+    for root in crate::cleanup::temp_roots() {
+        for dir in crate::cleanup::gc_temp_dirs(&root) {
+            eprintln!("removed orphaned temporary directory {}", dir.display());
+        }
     }
     for cluster in crate::provider::kind::gc_blocking() {
         eprintln!(

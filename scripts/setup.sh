@@ -20,14 +20,6 @@ need() {
 need go "install Go 1.24 or newer"
 need cargo "install Rust with rustup"
 
-# Helm 3 and Helm 4 from their Go modules (in parallel: they are independent).
-"$here/build-component.sh" helm3 >/dev/null &
-h3=$!
-"$here/build-component.sh" helm4 >/dev/null &
-h4=$!
-wait $h3 || { echo "setup: building helm3 failed" >&2; exit 2; }
-wait $h4 || { echo "setup: building helm4 failed" >&2; exit 2; }
-
 stack=0
 tests=0
 kind=0
@@ -39,6 +31,33 @@ for arg in "$@"; do
     *) echo "setup: unknown argument $arg (use --stack, --tests and/or --kind)" >&2; exit 2 ;;
   esac
 done
+
+# Helm 3 and Helm 4 from their Go modules, and with --stack the local provider's stack, all at
+# once: they are independent, and each build leaves a core idle part of the time (module
+# downloads, links). Nothing below needs them until the end.
+pids=()
+"$here/build-component.sh" helm3 >/dev/null &
+pids+=("$!:building helm3")
+"$here/build-component.sh" helm4 >/dev/null &
+pids+=("$!:building helm4")
+if [ "$stack" = 1 ]; then
+  "$here/setup-stack.sh" &
+  pids+=("$!:scripts/setup-stack.sh")
+fi
+# Background builds die with this script (an interrupted setup leaves no go build running).
+stop_builds() {
+  local entry
+  for entry in "${pids[@]}"; do kill "${entry%%:*}" 2>/dev/null || true; done
+}
+trap stop_builds EXIT
+wait_all() {
+  local failed=0 entry
+  for entry in "${pids[@]}"; do
+    wait "${entry%%:*}" || { echo "setup: ${entry#*:} failed" >&2; failed=1; }
+  done
+  pids=()
+  [ "$failed" = 0 ] || exit 2
+}
 
 # KEDA's own prometheus scaler as a reference program for the differential parser test.
 if [ "$tests" = 1 ]; then
@@ -75,9 +94,7 @@ if [ ! -x "$nextest_root/bin/cargo-nextest" ]; then
 fi
 ln -sf "$nextest_root/bin/cargo-nextest" "$cache_root/bin/cargo-nextest"
 fi
-if [ "$stack" = 1 ]; then
-  "$here/setup-stack.sh"
-fi
+wait_all
 if [ "$kind" = 1 ]; then
   started_docker=0
   if ! DOCKER_HOST=$("$here/kind/dockerd.sh" env 2>/dev/null); then

@@ -12,7 +12,7 @@ use crate::keda::crd::CrdSchemas;
 use crate::keda::manifest;
 use crate::toolchain;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// What to render and check.
@@ -118,7 +118,7 @@ impl RenderReport {
 /// that is not set up.
 pub fn render(opts: &RenderOptions) -> Result<RenderReport, InputError> {
     let user_values = UserValues::load(&opts.values_files, &opts.sets)?;
-    let chart = source::prepare(&opts.chart, opts.version.as_deref())?;
+    let mut chart = source::prepare(&opts.chart, opts.version.as_deref())?;
     let helm = Helm::locate(opts.helm)?;
     let crd_dir = toolchain::keda_crd_dir()?;
     let values_files: Vec<PathBuf> = opts
@@ -144,6 +144,33 @@ pub fn render(opts: &RenderOptions) -> Result<RenderReport, InputError> {
             .unwrap_or_else(|_| crate::chart::capabilities::gated_api_versions(&chart.dir));
         (result, helm_time, gated)
     });
+    // Nothing reads the chart's directory any more: its working copy is removed while the
+    // rendered stream is judged.
+    let copy = chart.take_copy();
+    std::thread::scope(|scope| {
+        scope.spawn(move || drop(copy));
+        judge(
+            opts,
+            &chart,
+            &user_values,
+            &crd_dir,
+            result,
+            helm_time,
+            gated_api_versions,
+        )
+    })
+}
+
+/// The report of a render whose Helm run gave `result`.
+fn judge(
+    opts: &RenderOptions,
+    chart: &source::PreparedChart,
+    user_values: &UserValues,
+    crd_dir: &Path,
+    result: Result<String, crate::chart::helm::HelmFailure>,
+    helm_time: Duration,
+    gated_api_versions: std::collections::BTreeSet<String>,
+) -> Result<RenderReport, InputError> {
     let mut report = RenderReport {
         chart: format!("{} {}", chart.name, chart.version),
         helm: opts.helm.label(),
@@ -166,7 +193,7 @@ pub fn render(opts: &RenderOptions) -> Result<RenderReport, InputError> {
                 "Helm could not render the chart with these values",
             )
             .with(failure.stderr.clone());
-            for line in crate::chart::helm_error::explain(&failure.stderr, &user_values) {
+            for line in crate::chart::helm_error::explain(&failure.stderr, user_values) {
                 finding = finding.with(line);
             }
             finding = finding.with(format!("command: {}", failure.command));
@@ -205,7 +232,7 @@ pub fn render(opts: &RenderOptions) -> Result<RenderReport, InputError> {
         })
         .map(|m| m.kind.as_str())
         .collect();
-    let crds = CrdSchemas::load_kinds(&crd_dir, Some(&keda_kinds)).map_err(|e| {
+    let crds = CrdSchemas::load_kinds(crd_dir, Some(&keda_kinds)).map_err(|e| {
         InputError::in_environment(
             format!("KEDA {} CRDs", toolchain::KEDA_VERSION),
             e,
@@ -245,7 +272,7 @@ pub fn render(opts: &RenderOptions) -> Result<RenderReport, InputError> {
     }
     let ctx = RenderContext {
         manifests: &manifests,
-        user_values: &user_values,
+        user_values,
         default_values: &chart.default_values,
         schema: chart.schema.as_ref(),
         stubbed_dependencies: &chart.stubbed_dependencies,

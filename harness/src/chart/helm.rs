@@ -166,7 +166,10 @@ impl Helm {
         let mut cmd = match crate::stack::process::setpriv() {
             Ok(setpriv) => {
                 let mut c = Command::new(setpriv);
-                c.args(["--pdeathsig", "KILL", "--"]).arg(&self.binary);
+                // setpriv would load the locale first; Helm (Go) reads no locale variables.
+                c.args(["--pdeathsig", "KILL", "--"])
+                    .arg(&self.binary)
+                    .env("LC_ALL", "C");
                 c
             }
             Err(_) => Command::new(&self.binary),

@@ -31,6 +31,14 @@ pub struct PreparedChart {
     _temp: Option<TempDir>,
 }
 
+impl PreparedChart {
+    /// Hands over the temporary copy (if `dir` is one), to be removed by the caller once
+    /// nothing reads `dir` any more: a render drops it while the checks run.
+    pub fn take_copy(&mut self) -> Option<TempDir> {
+        self._temp.take()
+    }
+}
+
 fn not_a_chart(path: &Path, why: impl Into<String>) -> InputError {
     InputError::in_file(
         path,

@@ -227,21 +227,13 @@ pub struct TempDir {
 }
 
 impl TempDir {
-    /// Creates a fresh private temporary directory whose name starts with `prefix`.
+    /// Creates a fresh private temporary directory whose name starts with `prefix`, in the
+    /// system temporary directory.
     ///
     /// # Errors
     /// When the directory cannot be created.
     pub fn new(prefix: &str) -> std::io::Result<Self> {
-        install_interrupt_handler();
-        let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
-        let path = dir.keep();
-        // Who owns it, so `cluster gc` can remove it if this process is killed outright.
-        std::fs::write(path.join(OWNER_FILE), std::process::id().to_string())?;
-        TEMP_DIRS
-            .lock()
-            .map_err(|_| std::io::Error::other("cleanup registry poisoned"))?
-            .insert(path.clone());
-        Ok(Self { path })
+        Self::new_in(&std::env::temp_dir(), prefix)
     }
 
     /// Like [`TempDir::new`], but in `root` (see [`memory_scratch_root`]).
@@ -252,6 +244,7 @@ impl TempDir {
         install_interrupt_handler();
         let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(root)?;
         let path = dir.keep();
+        // Who owns it, so `cluster gc` can remove it if this process is killed outright.
         std::fs::write(path.join(OWNER_FILE), std::process::id().to_string())?;
         TEMP_DIRS
             .lock()

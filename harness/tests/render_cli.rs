@@ -205,20 +205,26 @@ fn tree_fingerprint(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// `render` of the compactor fixture with tenant-a's values, from the checkout.
+fn render_compactor() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_keda-conformance"));
+    c.args([
+        "render",
+        "--chart",
+        "fixtures/charts/compactor-1x",
+        "-f",
+        "fixtures/values/compactor-tenant-a.yaml",
+    ])
+    .current_dir(root());
+    c
+}
+
 #[test]
 fn the_users_chart_directory_is_never_modified_and_no_temp_dir_is_left() {
     let chart = root().join("fixtures/charts/compactor-1x");
     let before = tree_fingerprint(&chart);
     let tmp = tempfile::tempdir().expect("tempdir");
-    let o = Command::new(env!("CARGO_BIN_EXE_keda-conformance"))
-        .args([
-            "render",
-            "--chart",
-            "fixtures/charts/compactor-1x",
-            "-f",
-            "fixtures/values/compactor-tenant-a.yaml",
-        ])
-        .current_dir(root())
+    let o = render_compactor()
         .env("TMPDIR", tmp.path())
         .output()
         .expect("runs");
@@ -446,15 +452,7 @@ fn temp_dirs_owned_by(root: &Path, pid: u32) -> Vec<PathBuf> {
 #[test]
 fn without_tmpdir_the_working_copy_in_memory_or_on_disk_is_removed() {
     // TMPDIR unset: the chart's working copy goes to /dev/shm when there is one.
-    let child = Command::new(env!("CARGO_BIN_EXE_keda-conformance"))
-        .args([
-            "render",
-            "--chart",
-            "fixtures/charts/compactor-1x",
-            "-f",
-            "fixtures/values/compactor-tenant-a.yaml",
-        ])
-        .current_dir(root())
+    let child = render_compactor()
         .env_remove("TMPDIR")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -35,19 +35,9 @@ rm -rf "$tmp"; mkdir -p "$tmp"
 export GOTOOLCHAIN=${GOTOOLCHAIN_OVERRIDE:-auto}
 export GOFLAGS="-buildvcs=false -mod=mod"
 export CGO_ENABLED=${CGO_ENABLED:-0}
-# The compiler and linker are Go programs: with the collector off up to a soft memory limit
-# they spend less time collecting (helm3 cold here: 97 s -> 71 s wall, with no DWARF). The
-# limit is per process, so it is a share of the memory available (an eighth per core, at most
-# 1 GiB): several components build at once, each with one compile per core. Upstream's
-# release builds strip DWARF at link time (-ldflags -w), so the compiler need not write it.
-mem_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
-cores=$(nproc 2>/dev/null || echo 1)
-limit_mb=$(( ${mem_kb:-0} / 1024 / (8 * cores) ))
-[ "$limit_mb" -le 1024 ] || limit_mb=1024
-if [ "$limit_mb" -ge 256 ]; then
-  export GOGC=off GOMEMLIMIT="${limit_mb}MiB"
-fi
-gcflags="all=-dwarf=false"
+# Compiler settings shared with the kind image builds (and so their Go build cache).
+# shellcheck source=scripts/go-build-env.sh
+. "$here/go-build-env.sh"
 (
   cd "$wrapper"
   for pkg in $PACKAGES; do
@@ -58,7 +48,7 @@ gcflags="all=-dwarf=false"
       if [ "${map%%=*}" = "$(basename "$pkg")" ]; then bin=${map#*=}; fi
     done
     echo "== go build $pkg -> $bin"
-    go build -trimpath -tags "${TAGS:-}" -gcflags "$gcflags" -ldflags "${LDFLAGS:-}" -o "$tmp/$bin" "$pkg"
+    go build -trimpath -tags "${TAGS:-}" -gcflags "$GO_GCFLAGS" -ldflags "${LDFLAGS:-}" -o "$tmp/$bin" "$pkg"
   done
 ) >"$log" 2>&1 || {
   echo "build-component: building $name $VERSION failed after $(( $(date +%s) - start ))s; last lines of $log:" >&2

@@ -26,6 +26,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 scripts=$(cd "$here/.." && pwd)
+# The Go compiler settings of every pinned build (shared with the local stack's builds).
+# shellcheck source=scripts/go-build-env.sh
+. "$scripts/go-build-env.sh"
 cache_root=${KEDA_CONFORMANCE_CACHE:-$HOME/.cache/keda-conformance}
 C=$cache_root/kind
 mkdir -p "$C/go" "$C/rootfs" "$C/logs"
@@ -84,7 +87,7 @@ go_build() {
     export GOTOOLCHAIN=${GOTOOLCHAIN_OVERRIDE:-auto} GOFLAGS="-buildvcs=false -mod=mod" CGO_ENABLED=0
     for spec in "$@"; do
       echo "== go build ${spec%%=*} -> ${spec#*=}"
-      timeout 3600 nice -n 10 go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$tmp/${spec#*=}" "${spec%%=*}"
+      timeout 3600 nice -n 10 go build -trimpath -gcflags "$GO_GCFLAGS" -tags "$tags" -ldflags "$ldflags" -o "$tmp/${spec#*=}" "${spec%%=*}"
     done
   ) >"$logf" 2>&1; then
     tail -n 30 "$logf" >&2; rm -rf "$tmp" "$work"; die "go build $name failed (log: $logf)"

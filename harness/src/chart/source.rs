@@ -221,14 +221,19 @@ pub fn prepare(path: &Path, version: Option<&str>) -> Result<PreparedChart, Inpu
     })
 }
 
+/// The most of a chart's files that go to memory: a chart is a few hundred KiB; anything
+/// beyond this is copied to disk instead of holding the machine's memory.
+const MEMORY_COPY_BYTES: u64 = 16 * 1024 * 1024;
+
 /// A private copy of `chart_dir` as `<temp>/<name>`: in memory when the system has a
-/// memory-backed scratch directory (a render creates and removes it), on disk when that is
-/// missing or the copy does not fit there.
+/// memory-backed scratch directory (a render creates and removes it) and the chart's files
+/// total at most [`MEMORY_COPY_BYTES`], on disk otherwise or when the copy does not fit.
 fn working_copy(chart_dir: &Path, name: &str) -> std::io::Result<TempDir> {
     const PREFIX: &str = "keda-conformance-chart-";
     if let Some(root) = crate::cleanup::memory_scratch_root() {
         if let Ok(t) = TempDir::new_in(&root, PREFIX) {
-            if copy_dir(chart_dir, &t.path().join(name)).is_ok() {
+            let mut budget = MEMORY_COPY_BYTES;
+            if copy_dir_within(chart_dir, &t.path().join(name), &mut budget).is_ok() {
                 return Ok(t);
             }
         }
@@ -379,6 +384,13 @@ fn single_chart_dir(root: &Path, archive: &Path) -> Result<PathBuf, InputError> 
 /// # Errors
 /// The first I/O error.
 pub(crate) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut unlimited = u64::MAX;
+    copy_dir_within(from, to, &mut unlimited)
+}
+
+/// [`copy_dir`] of at most `budget` bytes of files (what is left is written back); more is an
+/// error before the file that would exceed it is copied.
+fn copy_dir_within(from: &Path, to: &Path, budget: &mut u64) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(to)?;
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700))?;
@@ -390,8 +402,15 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         }
         let ty = entry.file_type()?;
         if ty.is_dir() {
-            copy_dir(&entry.path(), &to.join(&name))?;
+            copy_dir_within(&entry.path(), &to.join(&name), budget)?;
         } else if ty.is_file() {
+            let size = entry.metadata()?.len();
+            *budget = budget.checked_sub(size).ok_or_else(|| {
+                std::io::Error::other(format!(
+                    "{} would exceed the copy's size limit",
+                    entry.path().display()
+                ))
+            })?;
             let dest = to.join(&name);
             std::fs::copy(entry.path(), &dest)?;
             std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600))?;
@@ -487,6 +506,27 @@ mod tests {
     }
 
     const CHART: &[u8] = b"apiVersion: v2\nname: c\nversion: 1.0.0\n";
+
+    #[test]
+    fn a_copy_stops_before_the_file_that_exceeds_its_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("from");
+        std::fs::create_dir_all(from.join("templates")).unwrap();
+        std::fs::write(from.join("Chart.yaml"), CHART).unwrap();
+        std::fs::write(from.join("templates/big.yaml"), vec![b'x'; 4096]).unwrap();
+        let mut small = 1024;
+        let err = copy_dir_within(&from, &dir.path().join("small"), &mut small).unwrap_err();
+        assert!(err.to_string().contains("size limit"), "{err}");
+        let mut enough = 8192;
+        copy_dir_within(&from, &dir.path().join("enough"), &mut enough).unwrap();
+        assert_eq!(enough, 8192 - 4096 - CHART.len() as u64);
+        assert_eq!(
+            std::fs::read(dir.path().join("enough/templates/big.yaml"))
+                .unwrap()
+                .len(),
+            4096
+        );
+    }
 
     #[test]
     fn links_in_an_archive_are_not_followed() {

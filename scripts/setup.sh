@@ -19,6 +19,7 @@ need() {
 }
 need go "install Go 1.24 or newer"
 need cargo "install Rust with rustup"
+need setsid "install util-linux"
 
 stack=0
 tests=0
@@ -35,21 +36,25 @@ done
 # Helm 3 and Helm 4 from their Go modules, and with --stack the local provider's stack, all at
 # once: they are independent, and each build leaves a core idle part of the time (module
 # downloads, links). Nothing below needs them until the end.
+# Each runs in a process group of its own (setsid, util-linux like setpriv), so that when this
+# script ends early (a failure, SIGINT, SIGTERM) the whole group goes: the script, `go build`
+# and the compilers under it, not only the script.
 pids=()
-"$here/build-component.sh" helm3 >/dev/null &
+setsid "$here/build-component.sh" helm3 >/dev/null &
 pids+=("$!:building helm3")
-"$here/build-component.sh" helm4 >/dev/null &
+setsid "$here/build-component.sh" helm4 >/dev/null &
 pids+=("$!:building helm4")
 if [ "$stack" = 1 ]; then
-  "$here/setup-stack.sh" &
+  setsid "$here/setup-stack.sh" &
   pids+=("$!:scripts/setup-stack.sh")
 fi
-# Background builds die with this script (an interrupted setup leaves no go build running).
 stop_builds() {
   local entry
-  for entry in "${pids[@]}"; do kill "${entry%%:*}" 2>/dev/null || true; done
+  for entry in "${pids[@]}"; do kill -- "-${entry%%:*}" 2>/dev/null || true; done
 }
 trap stop_builds EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 wait_all() {
   local failed=0 entry
   for entry in "${pids[@]}"; do

@@ -194,7 +194,8 @@ pub fn gc_temp_dirs(root: &Path) -> Vec<PathBuf> {
 }
 
 /// Where small, short-lived working copies go when the user has not chosen a temporary
-/// directory (`TMPDIR` unset): `/dev/shm` when it is a writable memory-backed directory.
+/// directory (`TMPDIR` unset): `/dev/shm` when it is a writable directory (a memory-backed
+/// tmpfs on Linux).
 /// Creating and removing a chart's copy there takes a third of the time it takes on a disk
 /// filesystem, and a render pays both. `None` means the system temporary directory; callers
 /// fall back to it when a copy does not fit.

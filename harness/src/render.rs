@@ -141,7 +141,7 @@ pub fn render(opts: &RenderOptions) -> Result<RenderReport, InputError> {
         let helm_time = started.elapsed();
         let gated = gated
             .join()
-            .unwrap_or_else(|_| crate::chart::capabilities::gated_api_versions(&chart.dir));
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (result, helm_time, gated)
     });
     // Nothing reads the chart's directory any more: its working copy is removed while the
